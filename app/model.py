@@ -1,0 +1,184 @@
+"""The model runtime: artifact loading, tokenization and inference with TFLite or SavedModel.
+
+No torch and no transformers here: the container imports only ``tokenizers``, NumPy and the one
+backend it was built for, which is what keeps cold starts short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BACKENDS = ("tflite", "savedmodel")
+REQUIRED_METADATA = ("labels", "max_length", "version", "name")
+BACKEND_FILES = {"tflite": "model.tflite", "savedmodel": "saved_model"}
+
+
+class ModelLoadError(RuntimeError):
+    """An artifact is missing or broken; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One text's result: the arg-max label, its probability, all probabilities, truncation."""
+
+    label: str
+    score: float
+    scores: dict[str, float]
+    truncated: bool
+
+
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _tflite_runner(path: Path, num_threads: int | None) -> Runner:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # TensorFlow's bundled interpreter, where TensorFlow is installed
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter  # noqa: N806
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: missing (needed by MODEL_BACKEND=tflite)")
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        runner = interpreter.get_signature_runner("serving_default")
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"{path}: not a loadable TFLite model with a serving_default signature ({exc})") from exc
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return runner(input_ids=input_ids, attention_mask=attention_mask)["probabilities"]
+
+    return run
+
+
+def _savedmodel_runner(path: Path) -> Runner:
+    if not (path / "saved_model.pb").is_file():
+        raise ModelLoadError(f"{path}/saved_model.pb: missing (needed by MODEL_BACKEND=savedmodel)")
+    import tensorflow as tf
+
+    try:
+        function = tf.saved_model.load(str(path)).signatures["serving_default"]
+    except (KeyError, OSError, ValueError, tf.errors.OpError) as exc:
+        raise ModelLoadError(f"{path}: not a loadable SavedModel with a serving_default signature ({exc})") from exc
+
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        outputs = function(input_ids=tf.constant(input_ids), attention_mask=tf.constant(attention_mask))
+        return outputs["probabilities"].numpy()
+
+    return run
+
+
+def read_metadata(model_dir: Path) -> dict[str, object]:
+    """``model.json``, checked for the fields the runtime needs."""
+    path = model_dir / "model.json"
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: missing (is MODEL_DIR={model_dir} a model_artifacts directory?)")
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not valid JSON ({exc})") from exc
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise ModelLoadError(f"{path}: missing field(s) {missing}")
+    labels = metadata["labels"]
+    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+        raise ModelLoadError(f"{path}: 'labels' must be a list of at least two label names, got {labels!r}")
+    return metadata
+
+
+class SentimentModel:
+    """Artifacts loaded once; ``predict`` maps texts to predictions in input order."""
+
+    def __init__(self, model_dir: Path | str, backend: str = "tflite", num_threads: int | None = None,
+                 batch_size: int = 32) -> None:
+        if backend not in BACKENDS:
+            raise ModelLoadError(f"MODEL_BACKEND={backend!r}: choose one of {BACKENDS}")
+        from tokenizers import Tokenizer
+
+        self.model_dir = Path(model_dir)
+        self.backend = backend
+        self.batch_size = batch_size
+        self.metadata = read_metadata(self.model_dir)
+        self.labels: list[str] = list(self.metadata["labels"])  # type: ignore[arg-type]
+        self.max_length = int(self.metadata["max_length"])  # type: ignore[arg-type]
+        self.name = str(self.metadata["name"])
+        self.version = str(self.metadata["version"])
+        tokenizer_path = self.model_dir / "tokenizer.json"
+        if not tokenizer_path.is_file():
+            raise ModelLoadError(f"{tokenizer_path}: missing")
+        try:
+            self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:  # tokenizers raises a bare Exception on a bad file
+            raise ModelLoadError(f"{tokenizer_path}: not a Hugging Face tokenizers file ({exc})") from exc
+        self.tokenizer.enable_truncation(self.max_length)
+        self.tokenizer.no_padding()
+        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+        path = self.model_dir / BACKEND_FILES[backend]
+        self._run = _tflite_runner(path, num_threads) if backend == "tflite" else _savedmodel_runner(path)
+        self._check_outputs(path)
+
+    def _check_outputs(self, path: Path) -> None:
+        """Warm the backend up and check its outputs against model.json's labels."""
+        probe = self._probabilities(["warm-up"])
+        if probe.shape != (1, len(self.labels)):
+            raise ModelLoadError(
+                f"{path}: outputs shape {probe.shape}, but model.json lists {len(self.labels)} labels"
+            )
+        if not np.all(np.isfinite(probe)) or abs(float(probe.sum()) - 1.0) > 1e-3:
+            raise ModelLoadError(f"{path}: 'probabilities' output is not a probability distribution: {probe}")
+
+    def _arrays(self, encodings: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
+        """Pad a batch of encodings to its longest member (dynamic padding)."""
+        longest = max(len(e.ids) for e in encodings)  # type: ignore[attr-defined]
+        input_ids = np.full((len(encodings), longest), self.pad_id, dtype=np.int32)
+        attention_mask = np.zeros((len(encodings), longest), dtype=np.int32)
+        for row, encoding in enumerate(encodings):
+            ids = encoding.ids  # type: ignore[attr-defined]
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+        return input_ids, attention_mask
+
+    def _probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        input_ids, attention_mask = self._arrays(self.tokenizer.encode_batch(list(texts)))
+        return np.asarray(self._run(input_ids, attention_mask), dtype=np.float32)
+
+    def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+        """Probabilities [N, labels] in input order, and whether each text was truncated.
+
+        Texts are batched by token length so that short texts are not padded to long ones.
+        """
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32), []
+        encodings = self.tokenizer.encode_batch(list(texts))
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        probabilities = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            input_ids, attention_mask = self._arrays([encodings[i] for i in index])
+            probabilities[index] = np.asarray(self._run(input_ids, attention_mask), dtype=np.float32)
+        return probabilities, [bool(e.overflowing) for e in encodings]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """One prediction per text, in input order."""
+        probabilities, truncated = self.predict_proba(texts)
+        results = []
+        for row, was_truncated in zip(probabilities, truncated, strict=True):
+            best = int(np.argmax(row))
+            results.append(Prediction(
+                label=self.labels[best],
+                score=round(float(row[best]), 6),
+                scores={label: round(float(p), 6) for label, p in zip(self.labels, row, strict=True)},
+                truncated=was_truncated,
+            ))
+        return results
+
+
+def default_threads() -> int:
+    """Interpreter threads: the CPUs this process may use (Lambda gives ~1 vCPU per 1,769 MB)."""
+    return max(1, len(os.sched_getaffinity(0)))

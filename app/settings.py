@@ -1,0 +1,51 @@
+"""Environment configuration with documented defaults (see the README's configuration table)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_REPO_ARTIFACTS = Path(__file__).resolve().parent.parent / "model_artifacts"
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Read once at cold start."""
+
+    model_dir: Path
+    backend: str
+    max_batch_size: int
+    max_text_chars: int
+    max_body_bytes: int
+    num_threads: int | None
+    inference_batch_size: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        threads = _int("MODEL_NUM_THREADS", 0, minimum=0)
+        return cls(
+            model_dir=Path(os.environ.get("MODEL_DIR") or _REPO_ARTIFACTS),
+            backend=os.environ.get("MODEL_BACKEND", "tflite").strip().lower(),
+            max_batch_size=_int("MAX_BATCH_SIZE", 64),
+            max_text_chars=_int("MAX_TEXT_CHARS", 5000),
+            max_body_bytes=_int("MAX_BODY_BYTES", 262_144),
+            num_threads=threads or None,
+            inference_batch_size=_int("INFERENCE_BATCH_SIZE", 16),
+        )
+
+
+settings = Settings.from_env()

@@ -1,0 +1,1 @@
+"""Run the Lambda handler on this machine: one event (`make invoke`) or an HTTP server (`make serve`)."""

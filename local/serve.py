@@ -1,0 +1,96 @@
+"""``python -m local.serve``: answer HTTP on 127.0.0.1 through the real Lambda handler.
+
+Each request becomes an API Gateway REST proxy event, as API Gateway would build it, so curl or
+a browser sees what a deployed endpoint answers (minus the API key check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from local.invoke import LocalContext
+
+_lock = threading.Lock()  # one invocation at a time, like one Lambda execution environment
+
+
+def to_event(method: str, target: str, headers: dict[str, str], body: bytes) -> dict:
+    """An API Gateway REST (v1) proxy event for one HTTP request."""
+    url = urlsplit(target)
+    query = dict(parse_qsl(url.query)) or None
+    try:
+        text, encoded = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode(), True
+    request_id = str(uuid.uuid4())
+    return {
+        "resource": url.path, "path": url.path, "httpMethod": method,
+        "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": query, "multiValueQueryStringParameters": None,
+        "pathParameters": None, "stageVariables": None,
+        "requestContext": {"resourcePath": url.path, "httpMethod": method, "path": url.path, "stage": "local",
+                           "requestId": request_id, "requestTimeEpoch": int(time.time() * 1000),
+                           "identity": {"sourceIp": "127.0.0.1"}, "accountId": "000000000000", "apiId": "local"},
+        "body": text if body else None, "isBase64Encoded": encoded,
+    }
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "sentiment-local"
+
+    def _handle(self) -> None:
+        from app.handler import lambda_handler
+
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        event = to_event(self.command, self.path, dict(self.headers.items()), body)
+        with _lock:
+            response = lambda_handler(event, LocalContext())
+        payload = response.get("body") or ""
+        data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
+        self.send_response(response["statusCode"])
+        for name, values in (response.get("multiValueHeaders") or {}).items():
+            for value in values:
+                self.send_header(name, value)
+        for name, value in (response.get("headers") or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args(argv)
+    sys.stdout = sys.stderr  # keep Powertools' logs with the server's
+    import app.handler  # noqa: F401  cold start before the first request
+
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    print(f"serving the Lambda handler on http://{args.host}:{args.port} "
+          f"(POST /predict, GET /health, GET /openapi.json); Ctrl-C stops", file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    print(json.dumps({"stopped": True}), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

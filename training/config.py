@@ -1,0 +1,70 @@
+"""Training configuration. The defaults are the original model's configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DEFAULT_BASE_MODEL = "distilbert-base-uncased"
+LABELS = ("NEGATIVE", "POSITIVE")  # output order; label index 1 = positive everywhere in training/
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; validated on creation."""
+
+    data: list[Path] = field(default_factory=list, metadata={"help": "training data file or folder (repeatable)"})
+    format: str = field(default="csv", metadata={"help": "format of --data (see `--format` choices)"})
+    eval_data: list[Path] = field(default_factory=list, metadata={"help": "extra evaluation set (repeatable)"})
+    eval_format: str = field(default="auto", metadata={"help": "format of --eval-data"})
+    base_model: str = field(default=DEFAULT_BASE_MODEL, metadata={"help": "hub name or local directory"})
+    output: Path = field(default=Path("model_artifacts"), metadata={"help": "artifact directory"})
+    run_dir: Path | None = field(default=None, metadata={"help": "checkpoints and logs (default runs/<output name>)"})
+    epochs: float = field(default=10, metadata={"help": "at most this many epochs"})
+    min_epochs: int = field(default=5, metadata={"help": "early stopping never stops before this epoch"})
+    patience: int = field(default=2, metadata={"help": "early-stopping patience in evaluations"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (overrides epochs)"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "cap on training examples"})
+    balance: bool = field(default=False, metadata={"help": "down-sample the majority label in training"})
+    max_length: int = field(default=128, metadata={"help": "tokens per text (longer is truncated)"})
+    batch_size: int = field(default=32, metadata={"help": "per-device batch size"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (Trainer default)"})
+    warmup_steps: int = field(default=500, metadata={"help": "linear warm-up steps"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    group_by_length: bool = field(default=True, metadata={"help": "batch texts of similar length together"})
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 42
+    resume: bool = False
+    text_column: str = "cleaned_text"
+    label_column: str = "sentiment"
+    positive_label: str = "1"
+    negative_label: str = "2"
+
+    def __post_init__(self) -> None:
+        self.data = [Path(p) for p in self.data]
+        self.eval_data = [Path(p) for p in self.eval_data]
+        self.output = Path(self.output)
+        if self.run_dir is None:
+            self.run_dir = Path("runs") / self.output.resolve().name
+        self.run_dir = Path(self.run_dir)
+        if not self.data:
+            raise ValueError("at least one --data file or folder is required")
+        if self.epochs <= 0:
+            raise ValueError(f"--epochs must be positive, got {self.epochs}")
+        if self.min_epochs < 0 or self.min_epochs > self.epochs:
+            raise ValueError(f"--min-epochs must be between 0 and --epochs ({self.epochs}), got {self.min_epochs}")
+        if self.max_length < 8 or self.max_length > 512:
+            raise ValueError(f"--max-length must be between 8 and 512, got {self.max_length}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not 0 < self.validation_fraction < 0.5 or not 0 < self.test_fraction < 0.5:
+            raise ValueError("validation and test fractions must be between 0 and 0.5")
+        if self.max_train_samples is not None and self.max_train_samples < 2:
+            raise ValueError(f"--max-train-samples must be at least 2, got {self.max_train_samples}")
+        if self.positive_label == self.negative_label:
+            raise ValueError("--positive-label and --negative-label must differ")
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: (str(v) if isinstance(v, Path) else [str(p) for p in v] if isinstance(v, list) else v)
+                for k, v in asdict(self).items()}

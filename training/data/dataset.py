@@ -1,0 +1,200 @@
+"""From files to clean, de-duplicated, leak-free train / validation / test splits."""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sklearn.model_selection import train_test_split
+
+from training.data.readers import DataError, LabelSpec, ReadResult, read_file, unescape
+
+logger = logging.getLogger(__name__)
+
+_BR = re.compile(r"<\s*br\s*/?\s*>", re.I)
+_TAG = re.compile(r"</?(?:p|div|span|i|b|em|strong|a)(?:\s[^>]*)?>", re.I)
+_SPACE = re.compile(r"\s+")
+_SKIP_NAMES = {"readme", "license"}
+_DATA_SUFFIXES = {".parquet", ".review", ".csv", ".tsv", ".txt", ".ft"}
+
+
+def clean_text(text: str) -> str:
+    """HTML entities and tags out, ``<br>`` to spaces, whitespace collapsed."""
+    text = unescape(text)
+    text = _BR.sub(" ", text)
+    text = _TAG.sub("", text)
+    text = text.replace('\\"', '"')
+    return _SPACE.sub(" ", text).strip()
+
+
+def text_key(text: str) -> str:
+    """Key under which two texts count as the same (case and spacing ignored)."""
+    return _SPACE.sub(" ", text.lower()).strip()
+
+
+@dataclass
+class Examples:
+    """Cleaned texts and labels, with a report of what was read and dropped."""
+
+    texts: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    report: dict[str, object] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def counts(self) -> dict[str, int]:
+        counter = Counter(self.labels)
+        return {"negative": counter.get(0, 0), "positive": counter.get(1, 0)}
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Files named directly, plus every data file found under named directories."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix in _DATA_SUFFIXES and p.stem.lower() not in _SKIP_NAMES
+            )
+            if not found:
+                raise DataError(f"{path}: directory holds no data files ({sorted(_DATA_SUFFIXES)})")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise DataError(f"{path}: no such file or directory")
+    return files
+
+
+def load_examples(paths: list[Path], fmt: str = "auto", spec: LabelSpec | None = None) -> Examples:
+    """Read, clean and de-duplicate every file; conflicting duplicates are dropped entirely."""
+    results: list[ReadResult] = [read_file(p, fmt, spec) for p in expand_paths(paths)]
+    by_key: dict[str, tuple[str, int]] = {}
+    conflicting: set[str] = set()
+    duplicates = empty = 0
+    for result in results:
+        for raw, label in zip(result.texts, result.labels, strict=True):
+            text = clean_text(raw)
+            if not text:
+                empty += 1
+                continue
+            key = text_key(text)
+            if key in by_key:
+                duplicates += 1
+                if by_key[key][1] != label:
+                    conflicting.add(key)
+                continue
+            by_key[key] = (text, label)
+    examples = Examples()
+    for key, (text, label) in by_key.items():
+        if key not in conflicting:
+            examples.texts.append(text)
+            examples.labels.append(label)
+    examples.report = {
+        "files": [
+            {"path": str(r.path), "format": r.fmt, "rows": len(r.texts), "bad_rows": r.bad_rows,
+             "neutral_dropped": r.dropped_neutral}
+            for r in results
+        ],
+        "bad_rows": sum(r.bad_rows for r in results),
+        "neutral_dropped": sum(r.dropped_neutral for r in results),
+        "empty_after_cleaning": empty,
+        "duplicates_dropped": duplicates,
+        "conflicting_labels_dropped": len(conflicting),
+        "examples": len(examples),
+        "labels": examples.counts(),
+    }
+    for r in results:
+        if r.bad_rows:
+            logger.warning("%s: %d bad rows skipped", r.path, r.bad_rows)
+    return examples
+
+
+@dataclass
+class DataSplits:
+    """Train / validation / test splits with the data report of the run."""
+
+    train: Examples
+    validation: Examples
+    test: Examples
+    report: dict[str, object]
+
+
+def _subset(examples: Examples, index: list[int]) -> Examples:
+    return Examples([examples.texts[i] for i in index], [examples.labels[i] for i in index])
+
+
+def _sample(examples: Examples, n: int, seed: int, balance: bool) -> Examples:
+    """At most ``n`` examples; with ``balance``, equal numbers per label (majority down-sampled)."""
+    rng = random.Random(seed)
+    by_label: dict[int, list[int]] = {}
+    for i, label in enumerate(examples.labels):
+        by_label.setdefault(label, []).append(i)
+    if balance:
+        per_label = min(len(v) for v in by_label.values())
+        if n:
+            per_label = min(per_label, n // len(by_label))
+        chosen = [i for idx in by_label.values() for i in rng.sample(idx, per_label)]
+    else:
+        chosen = list(range(len(examples)))
+        if n and n < len(chosen):
+            chosen, _ = train_test_split(chosen, train_size=n, random_state=seed, stratify=examples.labels)
+    rng.shuffle(chosen)
+    return _subset(examples, sorted(chosen) if not balance else chosen)
+
+
+def build_splits(
+    examples: Examples,
+    *,
+    seed: int = 42,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    exclude_texts: list[str] | None = None,
+    max_train_samples: int | None = None,
+    balance: bool = False,
+) -> DataSplits:
+    """Stratified split; training texts also present in validation, test or ``exclude_texts`` are dropped."""
+    if len(set(examples.labels)) < 2:
+        raise DataError(f"the data has only one label ({examples.counts()}); both classes are needed")
+    index = list(range(len(examples)))
+    held_fraction = validation_fraction + test_fraction
+    train_idx, held_idx = train_test_split(
+        index, test_size=held_fraction, random_state=seed, stratify=examples.labels
+    )
+    held_labels = [examples.labels[i] for i in held_idx]
+    val_idx, test_idx = train_test_split(
+        held_idx, test_size=test_fraction / held_fraction, random_state=seed, stratify=held_labels
+    )
+    validation, test = _subset(examples, val_idx), _subset(examples, test_idx)
+    train = _subset(examples, sorted(train_idx))
+
+    held_keys = {text_key(t) for t in validation.texts + test.texts}
+    eval_keys = {text_key(t) for t in exclude_texts or []}
+    keep = [i for i, t in enumerate(train.texts) if text_key(t) not in held_keys | eval_keys]
+    overlap_eval = sum(1 for t in train.texts if text_key(t) in eval_keys)
+    dropped = len(train) - len(keep)
+    train = _subset(train, keep)
+    if dropped:
+        logger.info("dropped %d training texts that also occur in held-out or evaluation data "
+                    "(%d in --eval-data)", dropped, overlap_eval)
+    pool = len(train)
+    if max_train_samples or balance:
+        train = _sample(train, max_train_samples or 0, seed, balance)
+    report = {
+        **examples.report,
+        "split_seed": seed,
+        "train_pool": pool,
+        "train": len(train),
+        "train_labels": train.counts(),
+        "validation": len(validation),
+        "test": len(test),
+        "train_dropped_overlap": dropped,
+        "train_dropped_overlap_eval_sets": overlap_eval,
+        "balanced": balance,
+    }
+    return DataSplits(train, validation, test, report)

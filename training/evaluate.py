@@ -1,0 +1,44 @@
+"""Evaluate an exported model directory with its serving backends (TensorFlow / LiteRT + tokenizers only)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from training.data.dataset import Examples
+from training.metrics import classification_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def backends_for(choice: str) -> list[str]:
+    return ["savedmodel", "tflite"] if choice == "both" else [choice]
+
+
+def evaluate_model_dir(model_dir: Path, datasets: dict[str, Examples], backends: list[str]) -> dict[str, dict[str, dict]]:
+    """``{set: {backend: metrics}}`` plus, with two backends, their label agreement per set."""
+    from tqdm.auto import tqdm
+
+    from app.model import SentimentModel
+
+    results: dict[str, dict[str, dict]] = {name: {} for name in datasets}
+    predictions: dict[str, dict[str, np.ndarray]] = {name: {} for name in datasets}
+    for backend in backends:
+        model = SentimentModel(model_dir, backend)
+        positive = model.labels.index("POSITIVE") if "POSITIVE" in model.labels else 1
+        for name, examples in tqdm(datasets.items(), desc=f"evaluate {backend}", unit="set"):
+            probabilities, _ = model.predict_proba(examples.texts)
+            predicted = (probabilities.argmax(axis=1) == positive).astype(int)
+            predictions[name][backend] = predicted
+            results[name][backend] = classification_metrics(examples.labels, predicted)
+            logger.info("%s / %s: accuracy %.4f on %d", name, backend, results[name][backend]["accuracy"], len(examples))
+    if len(backends) == 2:
+        for name in datasets:
+            a, b = (predictions[name][x] for x in backends)
+            results[name]["agreement"] = {"labels": round(float(np.mean(a == b)), 5),
+                                          "accuracy_difference": round(
+                                              results[name][backends[1]]["accuracy"]
+                                              - results[name][backends[0]]["accuracy"], 4)}
+    return results

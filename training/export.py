@@ -1,0 +1,116 @@
+"""PyTorch -> TensorFlow (``from_pt=True``) -> SavedModel + dynamic-range int8 TFLite + tokenizer.json."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+LOGIT_TOLERANCE = 1e-4
+MIN_TFLITE_AGREEMENT = 0.99
+PROBE_TEXTS = (
+    "This is the best purchase I have made all year, it works perfectly.",
+    "Terrible. It broke after two days and support never answered.",
+    "ok",
+    "The software installs fine but crashes whenever I open a large file, which is frustrating.",
+    "I expected more for the price; still, the battery life is decent and it looks nice.",
+    "Five stars! Fast shipping, great quality, would buy again.",
+    "Do not waste your money on this junk.",
+    "It does what it says.",
+)
+
+
+class ExportError(RuntimeError):
+    """The exported model does not reproduce the fine-tuned one closely enough."""
+
+
+def weights_version(model) -> str:  # type: ignore[no-untyped-def]
+    """A short hash of the PyTorch weights: it changes exactly when the weights change."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _pytorch_logits(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    import torch
+
+    batch = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt",
+                      return_token_type_ids=False)
+    with torch.no_grad():
+        return model(**batch).logits.numpy()
+
+
+def convert_to_tensorflow(model_dir: Path, probe_texts: list[str], max_length: int):  # type: ignore[no-untyped-def]
+    """Load the fine-tuned PyTorch weights into the TF class and check the logits agree."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TFAutoModelForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    pt_model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tf_model = TFAutoModelForSequenceClassification.from_pretrained(model_dir, from_pt=True)
+    batch = tokenizer(probe_texts, truncation=True, max_length=max_length, padding=True, return_tensors="np",
+                      return_token_type_ids=False)
+    tf_logits = tf_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], training=False).logits.numpy()
+    pt_logits = _pytorch_logits(pt_model, tokenizer, probe_texts, max_length)
+    difference = float(np.max(np.abs(tf_logits - pt_logits)))
+    if difference > LOGIT_TOLERANCE:
+        raise ExportError(f"TensorFlow logits differ from PyTorch by {difference:.2e} (> {LOGIT_TOLERANCE}) on the probe set")
+    logger.info("PyTorch -> TensorFlow: max logit difference %.2e on %d probe texts", difference, len(probe_texts))
+    return tf_model, tokenizer, pt_model, difference
+
+
+def save_savedmodel(tf_model, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """SavedModel whose serving_default signature is the artifact contract's."""
+    import tensorflow as tf
+
+    class Serving(tf.Module):
+        def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="input_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
+        ])
+        def serve(self, input_ids, attention_mask):  # type: ignore[no-untyped-def]
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, training=False).logits
+            return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+    module = Serving(tf_model)
+    if path.exists():
+        shutil.rmtree(path)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+
+
+def save_tflite(saved_model: Path, path: Path) -> None:
+    """Dynamic-range quantization: int8 weights, float activations; the signature is kept."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    path.write_bytes(converter.convert())
+
+
+def save_tokenizer(tokenizer, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The fast tokenizer's own file; the runtime sets truncation from model.json."""
+    backend = tokenizer.backend_tokenizer
+    backend.no_truncation()
+    backend.no_padding()
+    backend.save(str(path))
+
+
+def tflite_agreement(output: Path, texts: list[str]) -> dict[str, float]:
+    """Share of equal labels between the fp32 SavedModel and the int8 TFLite file on ``texts``."""
+    from app.model import SentimentModel
+
+    fp32 = SentimentModel(output, "savedmodel").predict_proba(texts)[0]
+    int8 = SentimentModel(output, "tflite").predict_proba(texts)[0]
+    agreement = float(np.mean(fp32.argmax(1) == int8.argmax(1)))
+    return {"agreement": round(agreement, 5), "n": len(texts),
+            "max_probability_difference": round(float(np.max(np.abs(fp32 - int8))), 5)}

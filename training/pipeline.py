@@ -1,0 +1,154 @@
+"""`train`: data -> fine-tune -> evaluate (PyTorch) -> export -> evaluate (backends) -> model.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from training.config import LABELS, TrainConfig
+from training.data import LabelSpec, build_splits, load_examples
+from training.data.dataset import Examples
+
+logger = logging.getLogger(__name__)
+
+
+def eval_set_name(path: Path) -> str:
+    """A readable name for an evaluation file: its folder, plus the file stem when folders hold several."""
+    parent = path.parent.name if path.is_file() else path.name
+    siblings = [p for p in path.parent.iterdir()
+                if p.suffix == path.suffix and p.stem.lower() not in ("readme", "license")] if path.is_file() else []
+    return f"{parent}/{path.stem}" if len(siblings) > 1 else parent
+
+
+def _base_source(base_model: str) -> str:
+    note = Path(base_model) / "BASE_SOURCE.txt"
+    return note.read_text().strip() if note.is_file() else base_model
+
+
+def load_eval_sets(config: TrainConfig) -> dict[str, Examples]:
+    from training.data.dataset import expand_paths
+
+    sets: dict[str, Examples] = {}
+    for path in expand_paths(config.eval_data):
+        sets[eval_set_name(path)] = load_examples([path], config.eval_format)
+    return sets
+
+
+def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
+    """The whole `train` command. Returns the written model.json content."""
+    import torch
+
+    from training.evaluate import evaluate_model_dir
+    from training.export import (
+        MIN_TFLITE_AGREEMENT,
+        ExportError,
+        convert_to_tensorflow,
+        save_savedmodel,
+        save_tflite,
+        save_tokenizer,
+        tflite_agreement,
+        weights_version,
+    )
+    from training.metrics import classification_metrics
+    from training.report import plot_confusion_matrices, plot_learning_curves, write_model_card
+    from training.trainer import fine_tune, predict_labels
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    spec = LabelSpec(config.text_column, config.label_column, config.positive_label, config.negative_label)
+    examples = load_examples(config.data, config.format, spec)
+    eval_sets = load_eval_sets(config)
+    splits = build_splits(
+        examples, seed=config.seed, validation_fraction=config.validation_fraction,
+        test_fraction=config.test_fraction, max_train_samples=config.max_train_samples,
+        balance=config.balance, exclude_texts=[t for s in eval_sets.values() for t in s.texts],
+    )
+    logger.info("data: %s", json.dumps({k: v for k, v in splits.report.items() if k != "files"}))
+    timings["data_s"] = time.perf_counter() - started
+
+    t0 = time.perf_counter()
+    final_dir, trainer = fine_tune(config, splits.train, splits.validation)
+    timings["fine_tune_s"] = time.perf_counter() - t0
+    if not trainer.is_world_process_zero():
+        return {}
+
+    t0 = time.perf_counter()
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    trainer.model = AutoModelForSequenceClassification.from_pretrained(final_dir).to(trainer.args.device)
+    tokenizer = AutoTokenizer.from_pretrained(final_dir)
+    held_out = {"validation": splits.validation, "test": splits.test, **eval_sets}
+    pytorch_metrics = {}
+    for name, examples_ in held_out.items():
+        labels, predicted = predict_labels(trainer, examples_, tokenizer, config.max_length)
+        pytorch_metrics[name] = classification_metrics(labels, predicted)
+    timings["evaluate_pytorch_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    output = config.output
+    output.mkdir(parents=True, exist_ok=True)
+    probe = list(__import__("training.export", fromlist=["PROBE_TEXTS"]).PROBE_TEXTS) + splits.validation.texts[:24]
+    tf_model, tokenizer, pt_model, difference = convert_to_tensorflow(final_dir, probe, config.max_length)
+    save_savedmodel(tf_model, output / "saved_model")
+    save_tflite(output / "saved_model", output / "model.tflite")
+    save_tokenizer(tokenizer, output / "tokenizer.json")
+    version = weights_version(pt_model)
+    log_history = json.loads((config.run_dir / "log_history.json").read_text()) if (
+        config.run_dir / "log_history.json").exists() else trainer.state.log_history
+    epochs_run = max((e.get("epoch", 0) for e in log_history), default=0)
+    steps = max((e.get("step", 0) for e in log_history), default=0)
+    metadata = {
+        "name": f"sentiment-{output.resolve().name}" if output.resolve().name != "model_artifacts"
+        else "sentiment-distilbert",
+        "version": version,
+        "labels": list(LABELS),
+        "max_length": config.max_length,
+        "architecture": "DistilBertForSequenceClassification",
+        "base_model": config.base_model,
+        "base_model_source": _base_source(config.base_model),
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "training": {
+            "command": shlex.join(command) if command else "python -m training train",
+            "config": config.to_dict(),
+            "data": splits.report,
+            "epochs_run": round(float(epochs_run), 2),
+            "steps": steps,
+            "train_seconds": round(timings["fine_tune_s"], 1),
+            "device": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                       else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"),
+            "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
+                         "transformers": __import__("transformers").__version__,
+                         "tensorflow": __import__("tensorflow").__version__},
+        },
+        "export": {"max_logit_difference": difference},
+        "metrics": {},
+    }
+    (output / "model.json").write_text(json.dumps(metadata, indent=2))
+    agreement = tflite_agreement(output, splits.validation.texts)
+    metadata["export"]["tflite_validation_agreement"] = agreement
+    if agreement["agreement"] < MIN_TFLITE_AGREEMENT:
+        raise ExportError(f"int8 TFLite agrees with fp32 on only {agreement['agreement']:.2%} of the "
+                           f"validation split (< 99 %); not exporting")
+    timings["export_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    backend_metrics = evaluate_model_dir(output, {"test": splits.test, **eval_sets}, ["savedmodel", "tflite"])
+    metrics = {name: {"pytorch": pytorch_metrics[name], **backend_metrics.get(name, {})} for name in held_out}
+    metadata["metrics"] = metrics
+    timings["evaluate_backends_s"] = time.perf_counter() - t0
+    metadata["training"]["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    (output / "model.json").write_text(json.dumps(metadata, indent=2))
+    plot_confusion_matrices({k: v for k, v in metrics.items() if k != "validation"}, list(LABELS),
+                            output / "confusion_matrices.png")
+    plot_learning_curves(log_history, output / "learning_curves.png")
+    write_model_card(metadata, output / "MODEL_CARD.md")
+    logger.info("model %s written to %s (%s)", version, output,
+                ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    return metadata

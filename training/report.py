@@ -1,0 +1,143 @@
+"""Plots (confusion matrices, learning curves) and the human-readable MODEL_CARD.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def plot_confusion_matrices(metrics: dict[str, dict], labels: list[str], path: Path, backend: str = "tflite") -> None:
+    """One confusion matrix per evaluation set, for ``backend``."""
+    names = [n for n in metrics if backend in metrics[n]]
+    columns = min(4, max(1, len(names)))
+    rows = (len(names) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names, strict=False):
+        matrix = metrics[name][backend]["confusion_matrix"]
+        ax.imshow(matrix, cmap="Blues")
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=10)
+        ax.set_xticks([0, 1], [label[:3] for label in labels])
+        ax.set_yticks([0, 1], [label[:3] for label in labels])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{name}\nacc {metrics[name][backend]['accuracy']:.3f}", fontsize=9)
+    fig.suptitle(f"Confusion matrices ({backend})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_learning_curves(log_history: list[dict], path: Path) -> None:
+    """Training loss per logging step; validation loss and accuracy per epoch."""
+    train = [(e["epoch"], e["loss"]) for e in log_history if "loss" in e]
+    evals = [(e["epoch"], e["eval_loss"], e.get("eval_accuracy")) for e in log_history if "eval_loss" in e]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    if train:
+        left.plot(*zip(*train, strict=True), label="train loss")
+    if evals:
+        left.plot([e[0] for e in evals], [e[1] for e in evals], "o-", label="validation loss")
+        right.plot([e[0] for e in evals], [e[2] for e in evals], "o-", color="tab:green")
+    left.set_xlabel("epoch")
+    left.legend()
+    left.set_title("loss")
+    right.set_xlabel("epoch")
+    right.set_title("validation accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _metrics_table(metrics: dict[str, dict]) -> str:
+    lines = ["| set | n | backend | accuracy | precision | recall | F1 |", "|---|---|---|---|---|---|---|"]
+    for name, by_backend in metrics.items():
+        for backend, m in by_backend.items():
+            if backend == "agreement":
+                continue
+            lines.append(f"| {name} | {m['n']} | {backend} | {m['accuracy']:.4f} | {m['precision']:.4f} | "
+                         f"{m['recall']:.4f} | {m['f1']:.4f} |")
+    return "\n".join(lines)
+
+
+def _agreement_table(metrics: dict[str, dict]) -> str:
+    lines = ["| set | int8 vs fp32 label agreement | accuracy difference (tflite - savedmodel) |", "|---|---|---|"]
+    for name, by_backend in metrics.items():
+        if "agreement" in by_backend:
+            a = by_backend["agreement"]
+            lines.append(f"| {name} | {a['labels']:.4f} | {a['accuracy_difference']:+.4f} |")
+    return "\n".join(lines)
+
+
+def write_model_card(metadata: dict, path: Path) -> None:
+    """MODEL_CARD.md from model.json's content."""
+    data = metadata["training"]["data"]
+    config = metadata["training"]["config"]
+    card = f"""# Model card: {metadata['name']} ({metadata['version']})
+
+Binary sentiment classifier for English product reviews: {', '.join(metadata['labels'])}.
+Architecture {metadata['architecture']}, fine-tuned from `{metadata['base_model']}` in PyTorch with the
+Hugging Face Trainer, converted to TensorFlow (`from_pt=True`), exported as a SavedModel and a
+dynamic-range int8 TFLite file. Inputs are truncated at {metadata['max_length']} tokens.
+
+## Intended use
+
+Scoring the polarity of customer reviews (a few sentences to a few paragraphs) in English.
+Not for: neutral / mixed detection (there is no neutral class; 3-star reviews were left out of
+training), other languages, sarcasm-heavy or non-review text, decisions about individuals.
+
+## Reproduce
+
+```
+{metadata['training'].get('command', 'make train')}
+```
+
+## Training data
+
+Files: {len(data.get('files', []))}; examples after cleaning and de-duplication: {data.get('examples')};
+training examples used: {data.get('train')} ({data.get('train_labels')}); validation {data.get('validation')},
+test {data.get('test')}. Rows dropped: bad {data.get('bad_rows')}, neutral {data.get('neutral_dropped')},
+duplicates {data.get('duplicates_dropped')}, conflicting labels {data.get('conflicting_labels_dropped')};
+training texts dropped because they also occur in held-out or evaluation data:
+{data.get('train_dropped_overlap')} (of which in evaluation sets: {data.get('train_dropped_overlap_eval_sets')}).
+
+Configuration: epochs {config['epochs']} (min {config['min_epochs']}, patience {config['patience']}),
+max steps {config['max_steps']}, batch {config['batch_size']}, learning rate {config['learning_rate']},
+warm-up {config['warmup_steps']}, weight decay {config['weight_decay']}, max length {config['max_length']},
+seed {config['seed']}, balanced {config['balance']}. Trained for {metadata['training'].get('epochs_run')} epochs,
+{metadata['training'].get('steps')} steps, {metadata['training'].get('train_seconds')} s on {metadata['training'].get('device')}.
+
+{metadata['training'].get('notes', '')}
+
+## Metrics
+
+Precision, recall and F1 are for the POSITIVE class.
+
+{_metrics_table(metadata['metrics'])}
+
+### TFLite int8 vs SavedModel fp32
+
+{_agreement_table(metadata['metrics'])}
+
+PyTorch -> TensorFlow max logit difference on the probe set: {metadata['export']['max_logit_difference']:.2e}.
+TFLite vs fp32 label agreement on the validation split: {metadata['export']['tflite_validation_agreement']}.
+
+![confusion matrices](confusion_matrices.png)
+
+![learning curves](learning_curves.png)
+
+## Limits
+
+- Trained on Amazon software reviews and Blitzer multi-domain reviews: other domains (movies,
+  restaurants) score lower, see the SST-2 and IMDB rows.
+- Middling reviews ("good, however ...") are forced into one of two classes; the score then sits
+  near 0.5. Read `score`, not just `label`.
+- Texts longer than {metadata['max_length']} tokens are truncated (the response says so).
+"""
+    path.write_text(card, encoding="utf-8")

@@ -1,0 +1,147 @@
+"""Fine-tuning with the Hugging Face Trainer (PyTorch)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    EvalPrediction,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from training.config import LABELS, TrainConfig
+from training.data.dataset import Examples
+from training.metrics import classification_metrics
+
+logger = logging.getLogger(__name__)
+
+
+class MinEpochsEarlyStopping(EarlyStoppingCallback):
+    """Early stopping with patience, but never before ``min_epochs`` epochs have run."""
+
+    def __init__(self, patience: int, min_epochs: int) -> None:
+        super().__init__(early_stopping_patience=patience)
+        self.min_epochs = min_epochs
+
+    def on_evaluate(self, args, state: TrainerState, control: TrainerControl, metrics, **kwargs):  # type: ignore[no-untyped-def]
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+        if control.should_training_stop and (state.epoch or 0) < self.min_epochs - 1e-6:
+            control.should_training_stop = False
+        elif control.should_training_stop:
+            logger.info("early stopping at epoch %.2f (no improvement for %d evaluations)",
+                        state.epoch or 0, self.early_stopping_patience)
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """Tokenized examples for the Trainer (dynamic padding happens in the collator)."""
+
+    def __init__(self, examples: Examples, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
+        self.encodings = tokenizer(examples.texts, truncation=True, max_length=max_length)
+        self.labels = examples.labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        return {"input_ids": self.encodings["input_ids"][i],
+                "attention_mask": self.encodings["attention_mask"][i],
+                "labels": self.labels[i]}
+
+
+def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    # label_ids come back in the order the Trainer evaluated (length-grouped): compare with them.
+    predicted = np.argmax(prediction.predictions, axis=-1)
+    metrics = classification_metrics(prediction.label_ids, predicted)
+    return {k: v for k, v in metrics.items() if k in ("accuracy", "precision", "recall", "f1")}
+
+
+def load_base(config: TrainConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model with a fresh two-label classification head, and its tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model, use_fast=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        config.base_model,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+    )
+    return model, tokenizer
+
+
+def training_arguments(config: TrainConfig) -> TrainingArguments:
+    """The Trainer arguments: the original model's configuration unless the config says otherwise."""
+    return TrainingArguments(
+        output_dir=str(config.run_dir / "checkpoints"),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size * 2,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_steps,
+        lr_scheduler_type="linear",
+        weight_decay=config.weight_decay,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=3,
+        load_best_model_at_end=True,
+        metric_for_best_model="loss",
+        greater_is_better=False,
+        fp16=torch.cuda.is_available(),
+        group_by_length=config.group_by_length,
+        logging_strategy="steps",
+        logging_steps=25,
+        logging_first_step=True,
+        report_to=[],
+        seed=config.seed,
+        data_seed=config.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def fine_tune(config: TrainConfig, train: Examples, validation: Examples) -> tuple[Path, Trainer]:
+    """Fine-tune and save the best model to ``run_dir/final_model``; resumes from checkpoints."""
+    final_dir = config.run_dir / "final_model"
+    model, tokenizer = load_base(config)
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(config),
+        train_dataset=EncodedDataset(train, tokenizer, config.max_length),
+        eval_dataset=EncodedDataset(validation, tokenizer, config.max_length),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        callbacks=[MinEpochsEarlyStopping(config.patience, config.min_epochs)],
+    )
+    if config.resume and (final_dir / "config.json").exists():
+        logger.info("resume: %s already holds the fine-tuned model; skipping training", final_dir)
+        return final_dir, trainer
+    checkpoint = get_last_checkpoint(str(config.run_dir / "checkpoints")) if config.resume else None
+    if config.resume and checkpoint is None:
+        logger.info("resume: no checkpoint under %s, starting from the base model", config.run_dir)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(final_dir))
+        tokenizer.save_pretrained(str(final_dir))
+        (config.run_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    return final_dir, trainer
+
+
+def predict_labels(trainer: Trainer, examples: Examples, tokenizer: PreTrainedTokenizerBase,
+                   max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and predictions in the Trainer's own order (never the dataset's label list)."""
+    output = trainer.predict(EncodedDataset(examples, tokenizer, max_length))
+    return np.asarray(output.label_ids), np.argmax(output.predictions, axis=-1)
