@@ -1,6 +1,7 @@
 """API Gateway (REST, proxy) entry point: routes and error mapping. The model loads at import."""
 
 import binascii
+import json
 import os
 import time
 from http import HTTPStatus
@@ -9,7 +10,10 @@ from typing import Annotated
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -29,7 +33,7 @@ app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=pars
 # Cold start: load once per execution environment; a broken artifact stops start-up here.
 model = SentimentModel(settings.model_dir, settings.backend, settings.num_threads, settings.inference_batch_size)
 ROUTES = {"/predict": ("POST",), "/health": ("GET",), "/openapi.json": ("GET",)}
-ERRORS = {int(s): {"model": ErrorResponse, "description": s.phrase} for s in (
+ERRORS = {int(s): {"description": s.phrase, "content": {"application/json": {"model": ErrorResponse}}} for s in (
     HTTPStatus.BAD_REQUEST, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.INTERNAL_SERVER_ERROR)}
 
@@ -71,19 +75,24 @@ def health() -> HealthResponse:
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
-def openapi() -> Response:
-    return Response(status_code=200, content_type="application/json",
-                    body=app.get_openapi_json_schema(title="Sentiment API", version=model.version))
+def openapi() -> dict:
+    return json.loads(app.get_openapi_json_schema(title="Sentiment API", version=model.version))
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def unsupported_media_type(exc: RequestUnsupportedContentType) -> Response:
+    content_type = app.current_event.headers.get("content-type") or ""
+    logger.info("rejected", extra={"status": 415, "content_type": content_type[:100]})
+    return error_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                          "send a JSON body with Content-Type: application/json", request_id=_request_id())
 
 
 @app.exception_handler(RequestValidationError)
 def invalid_request(exc: RequestValidationError) -> Response:
     errors = list(exc.errors())
-    content_type = app.current_event.headers.get("content-type", "application/json") or "application/json"
-    if not content_type.lower().startswith("application/json"):
-        logger.info("rejected", extra={"status": 415, "content_type": content_type[:100]})
-        return error_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                              "send a JSON body with Content-Type: application/json", request_id=_request_id())
+    content_type = app.current_event.headers.get("content-type") or "application/json"
+    if not content_type.lower().startswith("application/json"):  # e.g. form-encoded, curl -d's default
+        return unsupported_media_type(RequestUnsupportedContentType("unsupported content type", errors=[]))
     if any(e.get("type") == "json_invalid" for e in errors):
         logger.info("rejected", extra={"status": 400, "reason": "json_invalid"})
         return error_response(HTTPStatus.BAD_REQUEST, "invalid_json", "the request body is not valid JSON",
