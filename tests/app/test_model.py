@@ -1,0 +1,105 @@
+"""The model runtime: order, truncation, padding, and start-up faults that name the file."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.model import ModelLoadError, SentimentModel
+from tests.conftest import BLOCK_TORCH, ROOT
+from tests.synthetic import reviews
+
+
+@pytest.fixture
+def artifacts_copy(tiny_artifacts: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "artifacts"
+    shutil.copytree(tiny_artifacts, target)
+    return target
+
+
+@pytest.mark.parametrize("backend", ["tflite", "savedmodel"])
+def test_batches_keep_order_and_match_single_predictions(tiny_artifacts: Path, backend: str) -> None:
+    model = SentimentModel(tiny_artifacts, backend, batch_size=4)
+    texts, _ = reviews(11, seed=3)
+    texts[4] = "short"
+    texts[7] = " ".join(texts)  # a long one among short ones
+    batch, _ = model.predict_proba(texts)
+    singles = np.vstack([model.predict_proba([t])[0] for t in texts])
+    np.testing.assert_allclose(batch, singles, atol=1e-4)
+
+
+def test_truncation_is_reported(tiny_artifacts: Path) -> None:
+    model = SentimentModel(tiny_artifacts, "tflite")
+    results = model.predict(["fine kettle", " ".join(["great"] * (model.max_length + 5))])
+    assert [r.truncated for r in results] == [False, True]
+
+
+def test_empty_input_gives_empty_output(tiny_artifacts: Path) -> None:
+    assert SentimentModel(tiny_artifacts, "tflite").predict([]) == []
+
+
+@pytest.mark.parametrize(("mutilate", "message"), [
+    (lambda d: (d / "model.json").unlink(), r"model\.json: missing"),
+    (lambda d: (d / "model.json").write_text("{not json"), r"model\.json: not valid JSON"),
+    (lambda d: (d / "model.json").write_text('{"labels": ["A", "B"]}'), r"model\.json: missing field"),
+    (lambda d: (d / "tokenizer.json").unlink(), r"tokenizer\.json: missing"),
+    (lambda d: (d / "tokenizer.json").write_text("[]"), r"tokenizer\.json: not a Hugging Face tokenizers file"),
+    (lambda d: (d / "model.tflite").unlink(), r"model\.tflite: missing"),
+    (lambda d: (d / "model.tflite").write_bytes((d / "model.tflite").read_bytes()[:5000]), r"model\.tflite"),
+    (lambda d: (d / "model.tflite").write_bytes(b"\0" * 100), r"model\.tflite"),
+])
+def test_broken_artifacts_stop_start_up_naming_the_file(artifacts_copy: Path, mutilate, message: str) -> None:
+    mutilate(artifacts_copy)
+    with pytest.raises(ModelLoadError, match=message):
+        SentimentModel(artifacts_copy, "tflite")
+
+
+def test_labels_that_do_not_match_the_outputs(artifacts_copy: Path) -> None:
+    metadata = json.loads((artifacts_copy / "model.json").read_text())
+    metadata["labels"] = ["NEGATIVE", "NEUTRAL", "POSITIVE"]
+    (artifacts_copy / "model.json").write_text(json.dumps(metadata))
+    with pytest.raises(ModelLoadError, match=r"model\.tflite: outputs shape \(1, 2\).*3 labels"):
+        SentimentModel(artifacts_copy, "tflite")
+
+
+def test_missing_savedmodel_and_unknown_backend(artifacts_copy: Path) -> None:
+    shutil.rmtree(artifacts_copy / "saved_model")
+    with pytest.raises(ModelLoadError, match=r"saved_model\.pb: missing"):
+        SentimentModel(artifacts_copy, "savedmodel")
+    with pytest.raises(ModelLoadError, match="MODEL_BACKEND='onnx'"):
+        SentimentModel(artifacts_copy, "onnx")
+
+
+def test_app_never_imports_torch_or_transformers(tiny_artifacts: Path) -> None:
+    code = BLOCK_TORCH + (
+        "import app.handler, app.model\n"
+        "assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)\n"
+    )
+    env = {"MODEL_DIR": str(tiny_artifacts), "MODEL_BACKEND": "tflite", "POWERTOOLS_TRACE_DISABLED": "1",
+           "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    imported = set()
+    for path in (ROOT / "app").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+    assert not imported & {"torch", "transformers"}
+    assert {"tokenizers", "numpy"} <= imported
+
+
+def test_startup_failure_message_in_a_fresh_process(tmp_path: Path) -> None:
+    env = {"MODEL_DIR": str(tmp_path), "POWERTOOLS_TRACE_DISABLED": "1", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-c", "import app.handler"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode != 0
+    assert f"{tmp_path}/model.json: missing" in run.stderr
