@@ -15,11 +15,10 @@ import pytest
 from tests.conftest import BUNDLED
 
 
-def load_handler(model_dir: Path, backend: str = "tflite", **env: str) -> ModuleType:
+def load_handler(mp: pytest.MonkeyPatch, model_dir: Path, backend: str = "tflite", **env: str) -> ModuleType:
     """(Re)import app.settings, app.schemas, app.errors and app.handler under this environment."""
-    import os
-
-    os.environ.update({"MODEL_DIR": str(model_dir), "MODEL_BACKEND": backend, **env})
+    for key, value in {"MODEL_DIR": str(model_dir), "MODEL_BACKEND": backend, **env}.items():
+        mp.setenv(key, value)
     for name in ("app.settings", "app.schemas", "app.errors", "app.handler"):
         if name in sys.modules:
             importlib.reload(sys.modules[name])
@@ -32,13 +31,8 @@ def load_handler(model_dir: Path, backend: str = "tflite", **env: str) -> Module
 def handler(request: pytest.FixtureRequest, tiny_artifacts: Path) -> Iterator[ModuleType]:
     """The handler on the small exported model, once per backend, with small limits for the tests."""
     with pytest.MonkeyPatch.context() as mp:
-        for key in ("MODEL_DIR", "MODEL_BACKEND", "MAX_BATCH_SIZE", "MAX_TEXT_CHARS", "MAX_BODY_BYTES"):
-            mp.delenv(key, raising=False)
-        module = load_handler(tiny_artifacts, request.param, MAX_BATCH_SIZE="8", MAX_TEXT_CHARS="2000",
-                              MAX_BODY_BYTES="20000")
-        yield module
-        for key in ("MAX_BATCH_SIZE", "MAX_TEXT_CHARS", "MAX_BODY_BYTES"):
-            mp.delenv(key, raising=False)
+        yield load_handler(mp, tiny_artifacts, request.param, MAX_BATCH_SIZE="8", MAX_TEXT_CHARS="2000",
+                           MAX_BODY_BYTES="20000")
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +40,9 @@ def bundled_handler() -> Iterator[ModuleType]:
     if not (BUNDLED / "model.json").is_file():
         pytest.skip("model_artifacts/ holds no bundled model yet")
     with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MODEL_DIR", raising=False)
-        yield load_handler(BUNDLED, "tflite")
+        for key in ("MAX_BATCH_SIZE", "MAX_TEXT_CHARS", "MAX_BODY_BYTES"):
+            mp.delenv(key, raising=False)
+        yield load_handler(mp, BUNDLED, "tflite")
 
 
 @pytest.fixture

@@ -114,3 +114,17 @@ def test_bad_data_stops_the_run_with_a_message(tmp_path: Path, tiny_base: Path, 
     code = main(["train", "--data", str(bad), "--base-model", str(tiny_base), "--output", str(tmp_path / "o")])
     assert code == 2
     assert "bad.csv" in capsys.readouterr().err
+
+
+def test_version_changes_exactly_when_weights_change(tiny_training_run: dict[str, Path]) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from training.export import weights_version
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_training_run["run"] / "final_model")
+    first = weights_version(model)
+    assert weights_version(model) == first
+    with torch.no_grad():
+        model.classifier.bias[0] += 1e-3
+    assert weights_version(model) != first

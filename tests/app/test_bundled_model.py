@@ -1,0 +1,57 @@
+"""The bundled model in model_artifacts/: clear reviews, both backends, end to end through the handler."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import ModuleType
+
+import pytest
+
+from app.model import SentimentModel
+from tests.app.conftest import call
+from tests.conftest import BUNDLED, load_event
+from tests.synthetic import CLEARLY_NEGATIVE, CLEARLY_POSITIVE
+
+pytestmark = pytest.mark.skipif(not (BUNDLED / "model.json").is_file(), reason="no bundled model in model_artifacts/")
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, SentimentModel]:
+    return {backend: SentimentModel(BUNDLED, backend) for backend in ("tflite", "savedmodel")}
+
+
+@pytest.mark.parametrize("backend", ["tflite", "savedmodel"])
+def test_clear_reviews_get_the_right_label(models: dict[str, SentimentModel], backend: str) -> None:
+    results = models[backend].predict(CLEARLY_POSITIVE + CLEARLY_NEGATIVE)
+    labels = [r.label for r in results]
+    assert labels == ["POSITIVE"] * len(CLEARLY_POSITIVE) + ["NEGATIVE"] * len(CLEARLY_NEGATIVE)
+    assert min(r.score for r in results) > 0.8
+
+
+def test_backends_agree(models: dict[str, SentimentModel]) -> None:
+    texts = CLEARLY_POSITIVE + CLEARLY_NEGATIVE + ["It is a kettle.", "Arrived on Tuesday, works as described."]
+    tflite, _ = models["tflite"].predict_proba(texts)
+    savedmodel, _ = models["savedmodel"].predict_proba(texts)
+    assert (tflite.argmax(1) == savedmodel.argmax(1)).all()
+    assert abs(tflite - savedmodel).max() < 0.05
+
+
+def test_metadata_describes_the_shipped_weights() -> None:
+    metadata = json.loads((BUNDLED / "model.json").read_text())
+    assert re.fullmatch(r"[0-9a-f]{12}", metadata["version"])
+    assert metadata["labels"] == ["NEGATIVE", "POSITIVE"]
+    for name, by_backend in metadata["metrics"].items():
+        if name != "validation":
+            assert {"pytorch", "savedmodel", "tflite", "agreement"} <= set(by_backend), name
+    assert (BUNDLED / "MODEL_CARD.md").read_text().count("|") > 20
+
+
+def test_handler_end_to_end_with_the_bundled_model(bundled_handler: ModuleType, lambda_context) -> None:
+    status, body, _ = call(bundled_handler, load_event("predict_single"), lambda_context)
+    assert status == 200 and body["results"][0]["label"] == "POSITIVE"
+    assert body["model"]["version"] == json.loads((BUNDLED / "model.json").read_text())["version"]
+    status, body, _ = call(bundled_handler, load_event("predict_batch"), lambda_context)
+    assert [r["label"] for r in body["results"]][:2] == ["POSITIVE", "NEGATIVE"]
+    status, body, _ = call(bundled_handler, load_event("health"), lambda_context)
+    assert status == 200 and body["model"]["backend"] == "tflite"
