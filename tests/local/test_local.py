@@ -46,7 +46,7 @@ def _request(url: str, data: bytes | None = None, method: str = "GET",
              content_type: str = "application/json") -> tuple[int, dict, dict]:
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (local test server)
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read()), dict(response.headers)
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read()), dict(error.headers)
