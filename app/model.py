@@ -40,8 +40,11 @@ def _tflite_runner(path: Path, num_threads: int | None) -> Runner:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # TensorFlow's bundled interpreter, where TensorFlow is installed
-        import tensorflow as tf
-
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise ModelLoadError("MODEL_BACKEND=tflite needs ai-edge-litert, which is not installed "
+                                 "(image built with another BACKEND? rebuild with --build-arg BACKEND=tflite)") from None
         Interpreter = tf.lite.Interpreter  # noqa: N806
     if not path.is_file():
         raise ModelLoadError(f"{path}: missing (needed by MODEL_BACKEND=tflite)")
@@ -60,7 +63,11 @@ def _tflite_runner(path: Path, num_threads: int | None) -> Runner:
 def _savedmodel_runner(path: Path) -> Runner:
     if not (path / "saved_model.pb").is_file():
         raise ModelLoadError(f"{path}/saved_model.pb: missing (needed by MODEL_BACKEND=savedmodel)")
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise ModelLoadError("MODEL_BACKEND=savedmodel needs tensorflow-cpu, which is not installed "
+                             "(image built with BACKEND=tflite? rebuild with --build-arg BACKEND=savedmodel)") from None
 
     try:
         function = tf.saved_model.load(str(path)).signatures["serving_default"]
