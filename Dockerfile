@@ -10,7 +10,7 @@ COPY model_artifacts/ /staging/
 RUN if [ "$BACKEND" = "tflite" ]; then rm -rf /staging/saved_model; \
     elif [ "$BACKEND" = "savedmodel" ]; then rm -f /staging/model.tflite; \
     else echo "BACKEND must be tflite or savedmodel, got '$BACKEND'" >&2; exit 1; fi \
- && rm -f /staging/*.png /staging/*.md
+ && rm -rf /staging/*.png /staging/*.md /staging/pytorch
 
 # Stage 2: the function image.
 FROM public.ecr.aws/lambda/python:3.12

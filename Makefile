@@ -22,7 +22,7 @@ TRAIN_ARGS ?=
 MODEL ?= model_artifacts
 
 .DEFAULT_GOAL := help
-.PHONY: help invoke serve test lint unit train train-bundled base evaluate clean
+.PHONY: help invoke serve test lint train train-bundled base evaluate bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,7 +44,7 @@ serve: $(VENV)/.app ## answer HTTP on 127.0.0.1:$(PORT) through the handler (cur
 	MODEL_BACKEND=$(BACKEND) $(PY) -m local.serve --port $(PORT)
 
 lint: $(VENV)/.dev ## ruff, cfn-lint, hadolint
-	$(VENV)/bin/ruff check app training local tests
+	$(VENV)/bin/ruff check app training local tests benchmarks
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/hadolint Dockerfile
 
@@ -69,3 +69,10 @@ evaluate: $(VENV)/.dev ## score MODEL on DATA with both backends: make evaluate 
 
 clean: ## remove caches (keeps .venv and runs/)
 	rm -rf .pytest_cache .ruff_cache; find . -name __pycache__ -prune -exec rm -rf {} +
+
+$(VENV)/.bench: $(VENV)/.dev requirements/bench.txt
+	$(PY) -m pip install -q -r requirements/bench.txt
+	@touch $@
+
+bench: $(VENV)/.bench ## benchmark our handler against the peers; QUICK=1 for a few minutes
+	$(PY) -m benchmarks $(if $(QUICK),--quick)

@@ -93,6 +93,7 @@ def test_artifact_stage_keeps_only_the_backend_files(tmp_path: Path, backend: st
     command = re.search(r"^RUN (if \[ \"\$BACKEND\".*?)(?=^\s*$|^#|^FROM)", dockerfile, re.M | re.S).group(1)
     command = command.replace("\\\n", " ").replace("/staging", str(tmp_path))
     (tmp_path / "saved_model").mkdir()
+    (tmp_path / "pytorch").mkdir()
     for name in ("model.tflite", "model.json", "tokenizer.json", "MODEL_CARD.md", "plot.png"):
         (tmp_path / name).write_text("x")
     run = subprocess.run(["sh", "-c", command], env={"BACKEND": backend, "PATH": "/usr/bin:/bin"},

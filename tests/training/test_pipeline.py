@@ -14,7 +14,7 @@ from tests.conftest import BLOCK_TORCH, ROOT
 from tests.synthetic import reviews
 
 CONTRACT = ["saved_model/saved_model.pb", "model.tflite", "tokenizer.json", "model.json", "MODEL_CARD.md",
-            "confusion_matrices.png", "learning_curves.png"]
+            "confusion_matrices.png", "learning_curves.png", "pytorch/model.safetensors", "pytorch/config.json"]
 
 
 def test_training_run_writes_the_whole_contract(tiny_training_run: dict[str, Path]) -> None:

@@ -1,0 +1,172 @@
+"""Run every engine on the same weights and texts; write results/latest.json, a table and a chart."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks.engines import ARTIFACTS, ENGINES, ROOT, prepare
+
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED_EVAL = ROOT.parent / "shared" / "data" / "eval"
+# AWS Lambda x86_64 on-demand prices (us-east-1, 2026): per GB-second and per request.
+PRICE_GB_S = 0.0000166667
+PRICE_REQUEST = 0.20 / 1e6
+
+
+def load_texts(n_agreement: int, seed: int = 0) -> tuple[dict[str, list[str]], str]:
+    """Evaluation texts from ../shared/data/eval, or generated ones where that is absent."""
+    rng = random.Random(seed)
+    if SHARED_EVAL.is_dir():
+        from training.data import load_examples
+
+        texts = load_examples([SHARED_EVAL]).texts
+        source = f"{len(texts)} texts of ../shared/data/eval"
+    else:
+        words = ["great", "awful", "fine", "broken", "lovely", "useless", "solid", "cheap", "fast", "slow"]
+        texts = [f"The {rng.choice(['kettle', 'app', 'lamp', 'case'])} is {rng.choice(words)} and "
+                 f"{rng.choice(words)}. " * rng.randint(1, 6) for _ in range(n_agreement + 200)]
+        source = "generated texts (../shared/data/eval absent)"
+    rng.shuffle(texts)
+    return {"single": texts[:200], "agreement": texts[200 : 200 + n_agreement]}, source
+
+
+def run_worker(engine: str, mode: str, texts_file: Path, timeout: int = 900) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        out = Path(handle.name)
+    started = time.time()
+    process = subprocess.run([sys.executable, "-m", "benchmarks.worker", engine, mode, "--texts", str(texts_file),
+                              "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if process.returncode != 0:
+        raise RuntimeError(f"{engine} {mode} failed:\n{process.stderr[-3000:]}")
+    result = json.loads(out.read_text())
+    out.unlink()
+    if mode == "cold":
+        return {"cold_start_s": result["ready"] - started}
+    return result
+
+
+def environment() -> dict:
+    cpu = ""
+    if Path("/proc/cpuinfo").exists():
+        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        cpu = found.group(1) if found else ""
+    versions = {}
+    for package in ("ai-edge-litert", "tensorflow-cpu", "torch", "transformers", "onnxruntime", "tokenizers",
+                    "aws-lambda-powertools"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": platform.machine(), "cpu": cpu,
+            "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(), "versions": versions,
+            "threads": "library defaults: every engine may use all CPUs of the process "
+                       "(LiteRT num_threads = CPUs, TF/PyTorch/ORT intra-op pools = CPUs)"}
+
+
+def template_memory_mb() -> int:
+    text = (ROOT / "template.yaml").read_text()
+    return int(re.search(r"MemorySize:\s*\n\s*Type: Number\s*\n\s*Default: (\d+)", text).group(1))
+
+
+def lambda_cost(p50_ms: float, memory_mb: int) -> float:
+    """USD per million single-review requests: billed duration x memory x price + request price."""
+    return round(1e6 * (memory_mb / 1024 * max(1.0, round(p50_ms)) / 1000 * PRICE_GB_S + PRICE_REQUEST), 2)
+
+
+def markdown(results: dict) -> str:
+    rows = ["| engine | cold start s | p50 ms | p99 ms | texts/s (batch 32) | peak RSS MB | artifact MB | agreement | "
+            "$ / 1M requests |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results["engines"].items():
+        rows.append(f"| {name} | {r['cold_start_s']:.2f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                    f"{r['throughput_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {r['artifact_mb']:.0f} | "
+                    f"{r['agreement']:.4f} | {r['cost_per_million_usd']:.2f} |")
+    return "\n".join(rows)
+
+
+def chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["engines"])
+    panels = [("cold_start_s", "cold start (s)"), ("p50_ms", "p50 latency, 1 review (ms)"),
+              ("throughput_per_s", "throughput (texts/s)"), ("peak_rss_mb", "peak RSS (MB)")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        values = [results["engines"][n][key] for n in names]
+        bars = ax.barh(names, values, color=["tab:green" if n == "tflite" else "tab:gray" for n in names])
+        ax.bar_label(bars, fmt="%.3g", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.invert_yaxis()
+    fig.suptitle(f"make bench, {results['environment']['date']}, {results['environment']['cpus']} CPUs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer cold starts and texts; same schema")
+    parser.add_argument("--engines", nargs="*", default=list(ENGINES), choices=list(ENGINES))
+    args = parser.parse_args(argv)
+    if not (ARTIFACTS / "pytorch" / "config.json").exists():
+        print(f"error: {ARTIFACTS}/pytorch/ is missing; the benchmark needs the bundled weights", file=sys.stderr)
+        return 2
+    cold_runs, n_agreement = (3, 1000) if args.quick else (5, 2000)
+    print("preparing peer artifacts (transformers-tf weights, ONNX int8) ...", file=sys.stderr)
+    prepare()
+    texts, source = load_texts(n_agreement)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    texts_file = RESULTS / "texts.tmp"
+    texts_file.write_text(json.dumps(texts))
+    memory = template_memory_mb()
+    engines: dict[str, dict] = {}
+    order = ["transformers-pt"] + [e for e in args.engines if e != "transformers-pt"]
+    try:
+        for name in order:
+            print(f"{name}: {cold_runs} cold starts ...", file=sys.stderr)
+            colds = [run_worker(name, "cold", texts_file)["cold_start_s"] for _ in range(cold_runs)]
+            print(f"{name}: warm measurements ...", file=sys.stderr)
+            warm = run_worker(name, "warm", texts_file)
+            engines[name] = {"cold_start_s": round(statistics.median(colds), 3), "cold_start_runs_s":
+                             [round(c, 3) for c in colds], **warm}
+    finally:
+        texts_file.unlink(missing_ok=True)
+    reference = engines["transformers-pt"]["labels"]
+    for result in engines.values():
+        labels = result.pop("labels")
+        result["agreement"] = round(sum(a == b for a, b in zip(labels, reference, strict=True)) / len(reference), 4)
+        result["cost_per_million_usd"] = lambda_cost(result["p50_ms"], memory)
+    engines = {name: engines[name] for name in ENGINES if name in engines}
+    tflite, tf, ort = engines.get("tflite"), engines.get("transformers-tf"), engines.get("onnxruntime-int8")
+    ratios = {}
+    if tflite and tf:
+        ratios["cold_start_tflite_over_transformers_tf"] = round(tflite["cold_start_s"] / tf["cold_start_s"], 3)
+        ratios["peak_rss_tflite_over_transformers_tf"] = round(tflite["peak_rss_mb"] / tf["peak_rss_mb"], 3)
+    if tflite and ort:
+        ratios["p50_tflite_over_onnxruntime_int8"] = round(tflite["p50_ms"] / ort["p50_ms"], 3)
+        ratios["throughput_tflite_over_onnxruntime_int8"] = round(tflite["throughput_per_s"] / ort["throughput_per_s"], 3)
+    results = {"quick": args.quick, "environment": environment(), "texts": source,
+               "n_single_requests": 200, "n_agreement_texts": n_agreement, "reference": "transformers-pt (PyTorch fp32)",
+               "lambda_memory_mb": memory, "price_per_gb_s": PRICE_GB_S, "price_per_request": PRICE_REQUEST,
+               "engines": engines, "ratios": ratios}
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    chart(results, RESULTS / "latest.png")
+    print(markdown(results))
+    print("\nratios: " + json.dumps(ratios))
+    return 0
