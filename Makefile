@@ -43,10 +43,11 @@ invoke: $(VENV)/.app ## run the handler on events/$(EVENT).json with the bundled
 serve: $(VENV)/.app ## answer HTTP on 127.0.0.1:$(PORT) through the handler (curl, browser)
 	MODEL_BACKEND=$(BACKEND) $(PY) -m local.serve --port $(PORT)
 
-lint: $(VENV)/.dev ## ruff, cfn-lint, hadolint
+lint: $(VENV)/.dev ## ruff, cfn-lint, hadolint, bandit
 	$(VENV)/bin/ruff check app training local tests benchmarks
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/bandit -q -c pyproject.toml -r app training local benchmarks
 
 test: $(VENV)/.dev ## lint, then the whole test suite
 	$(MAKE) --no-print-directory lint

@@ -19,6 +19,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-data", type=Path, action="append", default=[], help="evaluation file or folder (repeatable)")
     p.add_argument("--eval-format", default="auto", choices=sorted(FORMATS))
     p.add_argument("--base-model", default=DEFAULT_BASE_MODEL, help="hub name or local directory (see `base`)")
+    p.add_argument("--base-revision", default="main", help="hub revision (pin a commit) when --base-model is a hub name")
     p.add_argument("--output", type=Path, default=Path("model_artifacts"))
     p.add_argument("--run-dir", type=Path, default=None, help="checkpoints and logs (default runs/<output name>)")
     p.add_argument("--epochs", type=float, default=10)

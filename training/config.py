@@ -18,6 +18,7 @@ class TrainConfig:
     eval_data: list[Path] = field(default_factory=list, metadata={"help": "extra evaluation set (repeatable)"})
     eval_format: str = field(default="auto", metadata={"help": "format of --eval-data"})
     base_model: str = field(default=DEFAULT_BASE_MODEL, metadata={"help": "hub name or local directory"})
+    base_revision: str = field(default="main", metadata={"help": "hub revision (commit) of --base-model"})
     output: Path = field(default=Path("model_artifacts"), metadata={"help": "artifact directory"})
     run_dir: Path | None = field(default=None, metadata={"help": "checkpoints and logs (default runs/<output name>)"})
     epochs: float = field(default=10, metadata={"help": "at most this many epochs"})

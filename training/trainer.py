@@ -71,9 +71,10 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
 
 def load_base(config: TrainConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The base model with a fresh two-label classification head, and its tokenizer."""
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model, use_fast=True)
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model, revision=config.base_revision, use_fast=True)
     model = AutoModelForSequenceClassification.from_pretrained(
         config.base_model,
+        revision=config.base_revision,
         num_labels=len(LABELS),
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
