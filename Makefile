@@ -22,7 +22,7 @@ TRAIN_ARGS ?=
 MODEL ?= model_artifacts
 
 .DEFAULT_GOAL := help
-.PHONY: help invoke serve test lint train train-bundled base evaluate bench soak clean
+.PHONY: help invoke serve test lint train train-bundled base evaluate bench soak load clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -80,3 +80,6 @@ bench: $(VENV)/.bench ## benchmark our handler against the peers; QUICK=1 for a 
 
 soak: $(VENV)/.dev ## 20,000 in-process invocations: no error, memory growth < 5 %
 	$(PY) -m pytest -m slow -s tests/app/test_soak.py
+
+load: $(VENV)/.app ## make serve under wrk (DURATION=20 CONNECTIONS=8), bounded in time
+	MODEL_BACKEND=$(BACKEND) PY=$(PY) bash local/load.sh
