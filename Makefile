@@ -22,7 +22,7 @@ TRAIN_ARGS ?=
 MODEL ?= model_artifacts
 
 .DEFAULT_GOAL := help
-.PHONY: help invoke serve test lint train train-bundled base evaluate bench soak load clean
+.PHONY: help invoke serve test lint train train-bundled base evaluate bench soak load scan clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -83,3 +83,7 @@ soak: $(VENV)/.dev ## 20,000 in-process invocations: no error, memory growth < 5
 
 load: $(VENV)/.app ## make serve under wrk (DURATION=20 CONNECTIONS=8), bounded in time
 	MODEL_BACKEND=$(BACKEND) PY=$(PY) bash local/load.sh
+
+scan: ## IaC scan of template.yaml with checkov (own virtualenv: its pins clash with the app's)
+	@test -x .venv-scan/bin/checkov || ($(PYTHON) -m venv .venv-scan && .venv-scan/bin/pip install -q -r requirements/scan.txt)
+	BC_SKIP_MAPPING=TRUE .venv-scan/bin/checkov -f template.yaml --framework cloudformation --compact --quiet
