@@ -4,6 +4,7 @@ import binascii
 import json
 import os
 import time
+import traceback
 from http import HTTPStatus
 from typing import Annotated
 
@@ -136,7 +137,9 @@ def not_found(exc: NotFoundError) -> Response:
 
 @app.exception_handler(Exception)
 def internal_error(exc: Exception) -> Response:
-    logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
+    # The stack's frames, not the exception's message: a message can quote its input, i.e. a review.
+    logger.error("unhandled error", extra={"error_type": type(exc).__name__,
+                                           "stack": "".join(traceback.format_tb(exc.__traceback__))})
     metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
     return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error",
                           "the service failed to answer; retry, and quote request_id if it persists",

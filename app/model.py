@@ -123,6 +123,11 @@ class SentimentModel:
             self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:  # tokenizers raises a bare Exception on a bad file
             raise ModelLoadError(f"{tokenizer_path}: not a Hugging Face tokenizers file ({exc})") from exc
+        vocab_size = self.metadata.get("vocab_size")
+        if vocab_size is not None and self.tokenizer.get_vocab_size() > int(vocab_size):  # type: ignore[arg-type]
+            raise ModelLoadError(
+                f"{tokenizer_path}: {self.tokenizer.get_vocab_size()} tokens, but the model embeds only {vocab_size} "
+                "(model.json vocab_size): the tokenizer does not belong to this model")
         self.tokenizer.enable_truncation(self.max_length)
         self.tokenizer.no_padding()
         self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0

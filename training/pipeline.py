@@ -114,6 +114,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
         "version": version,
         "labels": list(LABELS),
         "max_length": config.max_length,
+        "vocab_size": int(pt_model.config.vocab_size),
         "architecture": "DistilBertForSequenceClassification",
         "base_model": config.base_model,
         "base_model_source": _base_source(config.base_model),

@@ -180,7 +180,7 @@ def test_methods_and_paths(handler: ModuleType, lambda_context, method: str, pat
 def test_inference_failure_is_a_contract_500_and_the_next_request_works(
         handler: ModuleType, lambda_context, monkeypatch: pytest.MonkeyPatch, logs) -> None:
     def broken(texts):
-        raise RuntimeError("tensor arena exhausted at /opt/ml/model/model.tflite")
+        raise RuntimeError(f"tensor arena exhausted at /opt/ml/model/model.tflite while reading {texts[0]!r}")
 
     with monkeypatch.context() as mp:
         mp.setattr(handler.model, "predict", broken)
@@ -188,19 +188,29 @@ def test_inference_failure_is_a_contract_500_and_the_next_request_works(
     assert status == 500
     assert_error(body, "internal_error")
     assert "arena" not in json.dumps(body) and "/opt/ml" not in json.dumps(body)
-    assert "Traceback" in logs.getvalue() and "RuntimeError" in logs.getvalue()  # logged with the stack
+    record = next(json.loads(line) for line in logs.getvalue().splitlines() if "unhandled error" in line)
+    assert record["error_type"] == "RuntimeError" and "in broken" in record["stack"]  # logged with the stack
+    assert "Setup took" not in logs.getvalue()  # ... but not the exception message, which quoted the review
     status, _, _ = call(handler, load_event("predict_single"), lambda_context)
     assert status == 200
 
 
+@pytest.mark.parametrize("level", ["DEBUG", "INFO", "WARNING"])
 def test_logs_carry_counts_and_correlation_id_but_never_text(
-        handler: ModuleType, lambda_context, logs) -> None:
+        handler: ModuleType, lambda_context, logs, caplog: pytest.LogCaptureFixture, level: str) -> None:
     secret = "zebra-unique-phrase purple kettle review"
-    for body in (json.dumps({"texts": [secret, "another one"]}), json.dumps({"text": secret, "extra": secret}),
-                 json.dumps({"text": secret + "x" * 3000})):
-        call(handler, event_with(body), lambda_context)
+    handler.logger.setLevel(level)
+    caplog.set_level(level)
+    try:
+        for body in (json.dumps({"texts": [secret, "another one"]}), json.dumps({"text": secret, "extra": secret}),
+                     json.dumps({"text": secret + "x" * 3000}), '{"text": "' + secret, json.dumps([secret])):
+            call(handler, event_with(body), lambda_context)
+    finally:
+        handler.logger.setLevel("INFO")
     written = logs.getvalue()
-    assert "zebra-unique-phrase" not in written
+    assert "zebra-unique-phrase" not in written and "zebra-unique-phrase" not in caplog.text
+    if level == "WARNING":
+        return
     records = [json.loads(line) for line in written.splitlines()]
     predicted = [r for r in records if r.get("message") == "predicted"]
     assert predicted and predicted[0]["texts"] == 2

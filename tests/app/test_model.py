@@ -61,6 +61,17 @@ def test_broken_artifacts_stop_start_up_naming_the_file(artifacts_copy: Path, mu
         SentimentModel(artifacts_copy, "tflite")
 
 
+def test_tokenizer_of_another_model_is_refused(artifacts_copy: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    big = Tokenizer(models.WordLevel({f"w{i}": i for i in range(5000)} | {"[UNK]": 5000, "[PAD]": 5001},
+                                     unk_token="[UNK]"))
+    big.pre_tokenizer = pre_tokenizers.Whitespace()
+    big.save(str(artifacts_copy / "tokenizer.json"))
+    with pytest.raises(ModelLoadError, match=r"tokenizer\.json: 5002 tokens, but the model embeds only"):
+        SentimentModel(artifacts_copy, "tflite")
+
+
 def test_labels_that_do_not_match_the_outputs(artifacts_copy: Path) -> None:
     metadata = json.loads((artifacts_copy / "model.json").read_text())
     metadata["labels"] = ["NEGATIVE", "NEUTRAL", "POSITIVE"]
