@@ -88,6 +88,16 @@ def unsupported_media_type(exc: RequestUnsupportedContentType) -> Response:
                           "send a JSON body with Content-Type: application/json", request_id=_request_id())
 
 
+@app.exception_handler(ValueError)
+def value_error(exc: ValueError) -> Response:
+    # Powertools parses form and multipart bodies itself and raises ValueError on malformed ones
+    # (a multipart type without boundary): that is the client's content type, not our fault.
+    content_type = app.current_event.headers.get("content-type") or "application/json"
+    if not content_type.lower().startswith("application/json"):
+        return unsupported_media_type(RequestUnsupportedContentType("unsupported content type", errors=[]))
+    return internal_error(exc)
+
+
 @app.exception_handler(RequestValidationError)
 def invalid_request(exc: RequestValidationError) -> Response:
     errors = list(exc.errors())

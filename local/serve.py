@@ -65,7 +65,10 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815
+    def __getattr__(self, name: str):  # every method (GET, TRACE, QUERY, ...) goes to the handler
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         sys.stderr.write(f"{self.address_string()} {format % args}\n")

@@ -163,6 +163,9 @@ def test_wrong_content_type(handler: ModuleType, lambda_context) -> None:
     assert_error(body, "unsupported_media_type")
     status, _, _ = call(handler, event_with('{"text": "hi"}', content_type=None), lambda_context)
     assert status == 200
+    for content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):  # found by schemathesis
+        status, body, _ = call(handler, event_with('{"text": "hi"}', content_type=content_type), lambda_context)
+        assert status == 415, body
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [
