@@ -132,7 +132,8 @@ class SentimentModel:
         self.tokenizer.no_padding()
         self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
         path = self.model_dir / BACKEND_FILES[backend]
-        self._run = _tflite_runner(path, num_threads) if backend == "tflite" else _savedmodel_runner(path)
+        self.num_threads = num_threads or default_threads()
+        self._run = _tflite_runner(path, self.num_threads) if backend == "tflite" else _savedmodel_runner(path)
         self._check_outputs(path)
 
     def _check_outputs(self, path: Path) -> None:
