@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SentimentTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "sentiment")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from local.invoke import LocalContext
 from tests.synthetic import reviews
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,22 +83,11 @@ def tiny_artifacts(tiny_training_run: dict[str, Path]) -> Path:
     return tiny_training_run["output"]
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "sentiment-predict"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:sentiment-predict"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-    log_group_name: str = "/aws/lambda/sentiment-predict"
-    log_stream_name: str = "2026/11/26/[$LATEST]abc"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 @pytest.fixture
-def lambda_context() -> LambdaContext:
-    return LambdaContext()
+def lambda_context() -> LocalContext:
+    """The context fields Powertools reads (the same dataclass `make invoke` uses)."""
+    return LocalContext(function_name="sentiment-predict", aws_request_id="c6af9ac6-7b61-11e6-9a41-93e812345678",
+                        invoked_function_arn="arn:aws:lambda:eu-west-1:123456789012:function:sentiment-predict")
 
 
 def load_event(name: str) -> dict:
