@@ -63,7 +63,7 @@ train: $(VENV)/.dev ## fine-tune + evaluate + export: DATA, FORMAT, EVAL_DATA, B
 
 train-bundled: ## reproduce the bundled model exactly (about 75 min on 2 CPU cores)
 	$(MAKE) train TRAIN_ARGS="--run-dir runs/bundled --epochs 2 --min-epochs 2 --max-train-samples 36000 --balance \
-		--validation-fraction 0.05 --test-fraction 0.05 --max-length 128 --resume"
+		--validation-fraction 0.05 --test-fraction 0.05 --max-length 128 --resume --notes @training/bundled_model_notes.md"
 
 evaluate: $(VENV)/.dev ## score MODEL on DATA with both backends: make evaluate DATA=file FORMAT=fasttext
 	$(PY) -m training evaluate --model $(MODEL) --data $(DATA) --format $(FORMAT) --backend both

@@ -38,6 +38,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--notes", default="", help="why this configuration, or @FILE; written into MODEL_CARD.md")
     p.add_argument("--text-column", default="cleaned_text")
     p.add_argument("--label-column", default="sentiment")
     p.add_argument("--positive-label", default="1")
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             from training.pipeline import run_training
 
             values = {k: v for k, v in vars(args).items() if k != "command"}
+            if values["notes"].startswith("@"):
+                values["notes"] = Path(values["notes"][1:]).read_text(encoding="utf-8").strip()
             config = TrainConfig(**values)
             run_training(config, ["python", "-m", "training", *argv])
     except (DataError, ValueError) as exc:

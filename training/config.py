@@ -37,6 +37,7 @@ class TrainConfig:
     test_fraction: float = 0.1
     seed: int = 42
     resume: bool = False
+    notes: str = field(default="", metadata={"help": "why this configuration (goes into the model card)"})
     text_column: str = "cleaned_text"
     label_column: str = "sentiment"
     positive_label: str = "1"

@@ -123,6 +123,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
             "command": shlex.join(command) if command else "python -m training train",
             "config": config.to_dict(),
             "data": splits.report,
+            "notes": config.notes,
             "epochs_run": round(float(epochs_run), 2),
             "steps": steps,
             "train_seconds": round(timings["fine_tune_s"], 1),

@@ -113,7 +113,7 @@ warm-up {config['warmup_steps']}, weight decay {config['weight_decay']}, max len
 seed {config['seed']}, balanced {config['balance']}. Trained for {metadata['training'].get('epochs_run')} epochs,
 {metadata['training'].get('steps')} steps, {metadata['training'].get('train_seconds')} s on {metadata['training'].get('device')}.
 
-{metadata['training'].get('notes', '')}
+{("### Why this configuration" + chr(10) + chr(10) + metadata['training']['notes']) if metadata['training'].get('notes') else ''}
 
 ## Metrics
 
