@@ -36,7 +36,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-group-by-length", dest="group_by_length", action="store_false")
     p.add_argument("--validation-fraction", type=float, default=0.1)
     p.add_argument("--test-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="split, sampling and training seed")
+    p.add_argument("--sample-seed", type=int, default=None,
+                   help="seed of the training sample only: a new sample over the same split (continued training)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--notes", default="", help="why this configuration, or @FILE; written into MODEL_CARD.md")
     p.add_argument("--text-column", default="cleaned_text")

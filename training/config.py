@@ -36,6 +36,7 @@ class TrainConfig:
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 42
+    sample_seed: int | None = field(default=None, metadata={"help": "seed of --max-train-samples sampling (default --seed)"})
     resume: bool = False
     notes: str = field(default="", metadata={"help": "why this configuration (goes into the model card)"})
     text_column: str = "cleaned_text"

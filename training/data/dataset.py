@@ -157,6 +157,7 @@ def build_splits(
     exclude_texts: list[str] | None = None,
     max_train_samples: int | None = None,
     balance: bool = False,
+    sample_seed: int | None = None,
 ) -> DataSplits:
     """Stratified split; training texts also present in validation, test or ``exclude_texts`` are dropped."""
     if len(set(examples.labels)) < 2:
@@ -184,7 +185,7 @@ def build_splits(
                     "(%d in --eval-data)", dropped, overlap_eval)
     pool = len(train)
     if max_train_samples or balance:
-        train = _sample(train, max_train_samples or 0, seed, balance)
+        train = _sample(train, max_train_samples or 0, seed if sample_seed is None else sample_seed, balance)
     report = {
         **examples.report,
         "split_seed": seed,
