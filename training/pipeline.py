@@ -6,7 +6,6 @@ import json
 import logging
 import platform
 import shlex
-import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -50,6 +49,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
         MIN_TFLITE_AGREEMENT,
         ExportError,
         convert_to_tensorflow,
+        save_pytorch_copy,
         save_savedmodel,
         save_tflite,
         save_tokenizer,
@@ -100,9 +100,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     save_savedmodel(tf_model, output / "saved_model")
     save_tflite(output / "saved_model", output / "model.tflite")
     save_tokenizer(tokenizer, output / "tokenizer.json")
-    # The fine-tuned PyTorch weights, source of both exports (benchmarks, further fine-tuning; not in the image).
-    shutil.copytree(final_dir, output / "pytorch", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("training_args.bin", "*.txt"))
+    save_pytorch_copy(final_dir, output / "pytorch")
     version = weights_version(pt_model)
     log_history = json.loads((config.run_dir / "log_history.json").read_text()) if (
         config.run_dir / "log_history.json").exists() else trainer.state.log_history

@@ -55,3 +55,11 @@ def test_handler_end_to_end_with_the_bundled_model(bundled_handler: ModuleType, 
     assert [r["label"] for r in body["results"]][:2] == ["POSITIVE", "NEGATIVE"]
     status, body, _ = call(bundled_handler, load_event("health"), lambda_context)
     assert status == 200 and body["model"]["backend"] == "tflite"
+
+
+def test_pytorch_weights_agree_with_the_served_model(models: dict[str, SentimentModel]) -> None:
+    from transformers import pipeline
+
+    texts = CLEARLY_POSITIVE + CLEARLY_NEGATIVE
+    outputs = pipeline("text-classification", model=str(BUNDLED / "pytorch"), device=-1)(texts)
+    assert [o["label"] for o in outputs] == [r.label for r in models["savedmodel"].predict(texts)]

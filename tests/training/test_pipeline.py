@@ -128,3 +128,12 @@ def test_version_changes_exactly_when_weights_change(tiny_training_run: dict[str
     with torch.no_grad():
         model.classifier.bias[0] += 1e-3
     assert weights_version(model) != first
+
+
+def test_pytorch_copy_works_with_the_transformers_pipeline(tiny_artifacts: Path) -> None:
+    from transformers import pipeline
+
+    config = json.loads((tiny_artifacts / "pytorch" / "tokenizer_config.json").read_text())
+    assert config["model_input_names"] == ["input_ids", "attention_mask"]  # DistilBERT takes no token_type_ids
+    outputs = pipeline("text-classification", model=str(tiny_artifacts / "pytorch"), device=-1)(["a fine kettle"])
+    assert outputs[0]["label"] in ("NEGATIVE", "POSITIVE")
