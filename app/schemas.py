@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.settings import settings
+
+
+def _not_blank(value: str) -> str:
+    # Python's notion of whitespace (it also counts separators such as U+001F, which regex \s does not)
+    if not value.strip():
+        raise ValueError("must contain at least one non-whitespace character")
+    return value
+
 
 Text = Annotated[
     str,
     StringConstraints(min_length=1, max_length=settings.max_text_chars, pattern=r"\S"),
+    AfterValidator(_not_blank),
     Field(description=f"A review, 1 to {settings.max_text_chars} characters, not only whitespace.",
           examples=["Works great, setup took two minutes."]),
 ]

@@ -117,6 +117,7 @@ def test_golden_invalid_events(handler: ModuleType, lambda_context, event_name: 
     ('{"text": 42}', 422, "validation_error", "text"),
     ('{"texts": []}', 422, "validation_error", "texts"),
     ('{"texts": ["ok", "  "]}', 422, "validation_error", "texts[1]"),
+    ('{"texts": ["ok", "\\u001f\\u001c"]}', 422, "validation_error", "texts[1]"),  # found by hypothesis
     ('{"texts": "not a list"}', 422, "validation_error", "texts"),
     (json.dumps({"texts": ["fine"] * 9}), 422, "validation_error", "texts"),
     (json.dumps({"text": "x" * 2001}), 422, "validation_error", "text"),

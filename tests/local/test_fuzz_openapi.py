@@ -45,7 +45,7 @@ schema = schemathesis.pytest.from_fixture("served_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1000, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_openapi_fuzz(case) -> None:
     response = case.call()
     assert response.status_code < 500, response.text[:300]
