@@ -29,14 +29,17 @@ MODEL ?= model_artifacts
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
+# Set-up output goes to stderr: `make invoke` keeps stdout for the response, even on first use.
 $(VENV)/.app: requirements/app.txt requirements/backend-tflite.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements/app.txt -r requirements/backend-tflite.txt
+	@echo "installing the runtime into $(VENV)/ ..." >&2
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
+	@$(PY) -m pip install -q --upgrade pip >&2
+	@$(PY) -m pip install -q -r requirements/app.txt -r requirements/backend-tflite.txt >&2
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.app requirements/train.txt requirements/dev.txt requirements/backend-savedmodel.txt
-	$(PY) -m pip install -q -r requirements/dev.txt
+	@echo "installing training and test requirements into $(VENV)/ ..." >&2
+	@$(PY) -m pip install -q -r requirements/dev.txt >&2
 	@touch $@
 
 invoke: $(VENV)/.app ## run the handler on events/$(EVENT).json with the bundled model; response on stdout
