@@ -1,6 +1,7 @@
 """API Gateway (REST, proxy) entry point: routes and error mapping. The model loads at import."""
 
 import binascii
+import functools
 import json
 import os
 import time
@@ -39,8 +40,7 @@ ERRORS = {int(s): {"description": s.phrase, "content": {"application/json": {"mo
     HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.INTERNAL_SERVER_ERROR)}
 
 
-def _model_info() -> ModelInfo:
-    return ModelInfo(name=model.name, version=model.version, backend=model.backend)  # type: ignore[arg-type]
+MODEL_INFO = ModelInfo(name=model.name, version=model.version, backend=model.backend)  # type: ignore[arg-type]
 
 
 def _request_id() -> str | None:
@@ -67,15 +67,16 @@ def predict(request: Annotated[PredictRequest, Body()]) -> PredictResponse:
     logger.info("predicted", extra={"texts": len(texts), "chars_total": sum(map(len, texts)),
                                     "chars_max": max(map(len, texts)), "truncated": sum(p.truncated for p in predictions),
                                     "latency_ms": round(latency_ms, 2)})
-    return PredictResponse(results=[Result(**p.__dict__) for p in predictions], model=_model_info())
+    return PredictResponse(results=[Result(**p.__dict__) for p in predictions], model=MODEL_INFO)
 
 
 @app.get("/health", summary="Liveness and model version")
 def health() -> HealthResponse:
-    return HealthResponse(status="ok", model=_model_info(), labels=model.labels, max_length=model.max_length)
+    return HealthResponse(status="ok", model=MODEL_INFO, labels=model.labels, max_length=model.max_length)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+@functools.cache
 def openapi() -> dict:
     return json.loads(app.get_openapi_json_schema(title="Sentiment API", version=model.version))
 
