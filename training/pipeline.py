@@ -42,11 +42,14 @@ def load_eval_sets(config: TrainConfig) -> dict[str, Examples]:
 
 def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     """The whole `train` command. Returns the written model.json content."""
+    import tensorflow
     import torch
+    import transformers
 
     from training.evaluate import evaluate_model_dir
     from training.export import (
         MIN_TFLITE_AGREEMENT,
+        PROBE_TEXTS,
         ExportError,
         convert_to_tensorflow,
         save_pytorch_copy,
@@ -95,7 +98,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     output = config.output
     output.mkdir(parents=True, exist_ok=True)
-    probe = list(__import__("training.export", fromlist=["PROBE_TEXTS"]).PROBE_TEXTS) + splits.validation.texts[:24]
+    probe = list(PROBE_TEXTS) + splits.validation.texts[:24]
     tf_model, tokenizer, pt_model, difference = convert_to_tensorflow(final_dir, probe, config.max_length)
     save_savedmodel(tf_model, output / "saved_model")
     save_tflite(output / "saved_model", output / "model.tflite")
@@ -128,8 +131,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
             "device": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"),
             "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
-                         "transformers": __import__("transformers").__version__,
-                         "tensorflow": __import__("tensorflow").__version__},
+                         "transformers": transformers.__version__, "tensorflow": tensorflow.__version__},
         },
         "export": {"max_logit_difference": difference},
         "metrics": {},
