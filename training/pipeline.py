@@ -127,7 +127,9 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
             "notes": config.notes,
             "epochs_run": round(float(epochs_run), 2),
             "steps": steps,
-            "train_seconds": round(timings["fine_tune_s"], 1),
+            # from the Trainer's own log: a resumed run that skipped training still reports the real time
+            "train_seconds": round(next((e["train_runtime"] for e in log_history if "train_runtime" in e),
+                                        timings["fine_tune_s"]), 1),
             "device": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"),
             "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
