@@ -138,7 +138,7 @@ class SentimentModel:
 
     def _check_outputs(self, path: Path) -> None:
         """Warm the backend up and check its outputs against model.json's labels."""
-        probe = self._probabilities(["warm-up"])
+        probe = self.predict_proba(["warm-up"])[0]
         if probe.shape != (1, len(self.labels)):
             raise ModelLoadError(
                 f"{path}: outputs shape {probe.shape}, but model.json lists {len(self.labels)} labels"
@@ -156,10 +156,6 @@ class SentimentModel:
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
         return input_ids, attention_mask
-
-    def _probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        input_ids, attention_mask = self._arrays(self.tokenizer.encode_batch(list(texts)))
-        return np.asarray(self._run(input_ids, attention_mask), dtype=np.float32)
 
     def predict_proba(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
         """Probabilities [N, labels] in input order, and whether each text was truncated.

@@ -176,8 +176,10 @@ def build_splits(
 
     held_keys = {text_key(t) for t in validation.texts + test.texts}
     eval_keys = {text_key(t) for t in exclude_texts or []}
-    keep = [i for i, t in enumerate(train.texts) if text_key(t) not in held_keys | eval_keys]
-    overlap_eval = sum(1 for t in train.texts if text_key(t) in eval_keys)
+    excluded = held_keys | eval_keys
+    train_keys = [text_key(t) for t in train.texts]
+    keep = [i for i, key in enumerate(train_keys) if key not in excluded]
+    overlap_eval = sum(1 for key in train_keys if key in eval_keys)
     dropped = len(train) - len(keep)
     train = _subset(train, keep)
     if dropped:
