@@ -138,7 +138,8 @@ class SentimentModel:
 
     def _check_outputs(self, path: Path) -> None:
         """Warm the backend up and check its outputs against model.json's labels."""
-        probe = self.predict_proba(["warm-up"])[0]
+        # The raw output, not predict_proba: its buffer is shaped by model.json's labels, which is what is checked.
+        probe = np.asarray(self._run(*self._arrays(self.tokenizer.encode_batch(["warm-up"]))), dtype=np.float32)
         if probe.shape != (1, len(self.labels)):
             raise ModelLoadError(
                 f"{path}: outputs shape {probe.shape}, but model.json lists {len(self.labels)} labels"
