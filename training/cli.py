@@ -27,6 +27,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=-1)
     p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--train-source", action="append", default=[], metavar="PATH_PART",
+                   help="train only on texts read from files whose path contains this (repeatable); "
+                        "validation and test stay the whole pool's split")
     p.add_argument("--balance", action="store_true", help="equal numbers of positive and negative training texts")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)

@@ -26,6 +26,8 @@ class TrainConfig:
     patience: int = field(default=2, metadata={"help": "early-stopping patience in evaluations"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (overrides epochs)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "cap on training examples"})
+    train_source: list[str] = field(default_factory=list, metadata={
+        "help": "train only on texts from files whose path contains one of these (split unchanged)"})
     balance: bool = field(default=False, metadata={"help": "down-sample the majority label in training"})
     max_length: int = field(default=128, metadata={"help": "tokens per text (longer is truncated)"})
     batch_size: int = field(default=32, metadata={"help": "per-device batch size"})

@@ -73,6 +73,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
         examples, seed=config.seed, validation_fraction=config.validation_fraction,
         test_fraction=config.test_fraction, max_train_samples=config.max_train_samples,
         balance=config.balance, sample_seed=config.sample_seed, exclude_texts=[t for s in eval_sets.values() for t in s.texts],
+        train_sources=config.train_source,
     )
     logger.info("data: %s", json.dumps({k: v for k, v in splits.report.items() if k != "files"}))
     timings["data_s"] = time.perf_counter() - started

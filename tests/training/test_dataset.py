@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import write_original_csv
 from tests.synthetic import reviews
 from training.data import build_splits, clean_text, load_examples
 from training.data.dataset import Examples, text_key
+from training.data.readers import DataError
 
 
 def test_clean_text_html_and_whitespace() -> None:
@@ -56,3 +59,18 @@ def test_balance_and_max_train_samples() -> None:
     assert splits.train.counts() == {"negative": 30, "positive": 30}
     capped = build_splits(skewed, seed=0, max_train_samples=50)
     assert len(capped.train) == 50
+
+
+def test_train_source_filters_training_only(tmp_path: Path) -> None:
+    first = write_original_csv(tmp_path / "software.csv", n=120, seed=1)
+    second = write_original_csv(tmp_path / "kitchen.csv", n=120, seed=2)
+    examples = load_examples([first, second], "csv")
+    whole = build_splits(examples, seed=0)
+    narrowed = build_splits(examples, seed=0, train_sources=["kitchen"])
+    assert narrowed.validation.texts == whole.validation.texts and narrowed.test.texts == whole.test.texts
+    assert narrowed.train.sources and all("kitchen" in s for s in narrowed.train.sources)
+    expected = [t for t, s in zip(whole.train.texts, whole.train.sources, strict=True) if "kitchen" in s]
+    assert narrowed.train.texts == expected and 0 < len(expected) < len(whole.train)
+    assert narrowed.report["train_sources"] == ["kitchen"]
+    with pytest.raises(DataError, match="no training file"):
+        build_splits(examples, seed=0, train_sources=["books"])

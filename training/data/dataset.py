@@ -43,6 +43,7 @@ class Examples:
     texts: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     report: dict[str, object] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)  # file each text was read from (empty when unknown)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -74,10 +75,11 @@ def expand_paths(paths: list[Path]) -> list[Path]:
 def load_examples(paths: list[Path], fmt: str = "auto", spec: LabelSpec | None = None) -> Examples:
     """Read, clean and de-duplicate every file; conflicting duplicates are dropped entirely."""
     results: list[ReadResult] = [read_file(p, fmt, spec) for p in expand_paths(paths)]
-    by_key: dict[str, tuple[str, int]] = {}
+    by_key: dict[str, tuple[str, int, str]] = {}
     conflicting: set[str] = set()
     duplicates = empty = 0
     for result in results:
+        source = str(result.path)
         for raw, label in zip(result.texts, result.labels, strict=True):
             text = clean_text(raw)
             if not text:
@@ -89,12 +91,13 @@ def load_examples(paths: list[Path], fmt: str = "auto", spec: LabelSpec | None =
                 if by_key[key][1] != label:
                     conflicting.add(key)
                 continue
-            by_key[key] = (text, label)
+            by_key[key] = (text, label, source)
     examples = Examples()
-    for key, (text, label) in by_key.items():
+    for key, (text, label, source) in by_key.items():
         if key not in conflicting:
             examples.texts.append(text)
             examples.labels.append(label)
+            examples.sources.append(source)
     examples.report = {
         "files": [
             {"path": str(r.path), "format": r.fmt, "rows": len(r.texts), "bad_rows": r.bad_rows,
@@ -126,7 +129,8 @@ class DataSplits:
 
 
 def _subset(examples: Examples, index: list[int]) -> Examples:
-    return Examples([examples.texts[i] for i in index], [examples.labels[i] for i in index])
+    sources = [examples.sources[i] for i in index] if examples.sources else []
+    return Examples([examples.texts[i] for i in index], [examples.labels[i] for i in index], sources=sources)
 
 
 def _sample(examples: Examples, n: int, seed: int, balance: bool) -> Examples:
@@ -158,8 +162,13 @@ def build_splits(
     max_train_samples: int | None = None,
     balance: bool = False,
     sample_seed: int | None = None,
+    train_sources: list[str] | None = None,
 ) -> DataSplits:
-    """Stratified split; training texts also present in validation, test or ``exclude_texts`` are dropped."""
+    """Stratified split; training texts also present in validation, test or ``exclude_texts`` are dropped.
+
+    ``train_sources`` keeps only training texts read from files whose path contains one of the given
+    strings; validation and test stay the split of the whole pool, so runs with and without it compare.
+    """
     if len(set(examples.labels)) < 2:
         raise DataError(f"the data has only one label ({examples.counts()}); both classes are needed")
     index = list(range(len(examples)))
@@ -185,6 +194,15 @@ def build_splits(
     if dropped:
         logger.info("dropped %d training texts that also occur in held-out or evaluation data "
                     "(%d in --eval-data)", dropped, overlap_eval)
+    if train_sources:
+        if not examples.sources:
+            raise DataError("--train-source needs examples read from files")
+        chosen = [i for i, src in enumerate(train.sources) if any(part in src for part in train_sources)]
+        if not chosen:
+            raise DataError(f"--train-source {train_sources}: no training file path contains these strings")
+        train = _subset(train, chosen)
+        if len(set(train.labels)) < 2:
+            raise DataError(f"--train-source {train_sources}: the chosen files hold only one label")
     pool = len(train)
     if max_train_samples or balance:
         train = _sample(train, max_train_samples or 0, seed if sample_seed is None else sample_seed, balance)
@@ -199,5 +217,6 @@ def build_splits(
         "train_dropped_overlap": dropped,
         "train_dropped_overlap_eval_sets": overlap_eval,
         "balanced": balance,
+        "train_sources": list(train_sources or []),
     }
     return DataSplits(train, validation, test, report)
