@@ -33,6 +33,12 @@ class Settings:
     max_body_bytes: int
     num_threads: int | None
     inference_batch_size: int
+    input_prefix: str
+    results_prefix: str
+    work_prefix: str
+    bulk_chunk: int
+    bulk_time_margin_s: int
+    bulk_part_bytes: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,6 +51,12 @@ class Settings:
             max_body_bytes=_int("MAX_BODY_BYTES", 262_144),
             num_threads=threads or None,
             inference_batch_size=_int("INFERENCE_BATCH_SIZE", 16),
+            input_prefix=os.environ.get("INPUT_PREFIX", "incoming/"),
+            results_prefix=os.environ.get("RESULTS_PREFIX", "results/"),
+            work_prefix=os.environ.get("WORK_PREFIX", "_work/"),
+            bulk_chunk=_int("BULK_CHUNK", 256),
+            bulk_time_margin_s=_int("BULK_TIME_MARGIN_S", 30, minimum=0),
+            bulk_part_bytes=_int("BULK_PART_BYTES", 8 << 20, minimum=5 << 20),
         )
 
 
