@@ -24,17 +24,17 @@ BUNDLED_COMMON := --max-train-samples 36000 --balance --seed 42 --validation-fra
 MODEL ?= model_artifacts
 
 .DEFAULT_GOAL := help
-.PHONY: help invoke serve test lint train train-bundled base evaluate bench soak load scan clean
+.PHONY: help invoke score serve test lint train train-bundled base evaluate bench soak load scan clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 # Set-up output goes to stderr: `make invoke` keeps stdout for the response, even on first use.
-$(VENV)/.app: requirements/app.txt requirements/backend-tflite.txt
+$(VENV)/.app: requirements/app.txt requirements/backend-tflite.txt requirements/local.txt
 	@echo "installing the runtime into $(VENV)/ ..." >&2
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
 	@$(PY) -m pip install -q --upgrade pip >&2
-	@$(PY) -m pip install -q -r requirements/app.txt -r requirements/backend-tflite.txt >&2
+	@$(PY) -m pip install -q -r requirements/app.txt -r requirements/backend-tflite.txt -r requirements/local.txt >&2
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.app requirements/train.txt requirements/dev.txt requirements/backend-savedmodel.txt
@@ -42,8 +42,19 @@ $(VENV)/.dev: $(VENV)/.app requirements/train.txt requirements/dev.txt requireme
 	@$(PY) -m pip install -q -r requirements/dev.txt >&2
 	@touch $@
 
+# Node is for one check only (asl-validator on the state machine); without npm that test skips, saying so.
+node_modules/.bin/asl-validator: package.json package-lock.json
+	@if command -v npm >/dev/null; then echo "installing node check tools into node_modules/ ..." >&2; \
+		npm ci --no-audit --no-fund --silent >&2 && touch $@; \
+	else echo "npm not found: the state-machine validation test will skip" >&2; fi
+
 invoke: $(VENV)/.app ## run the handler on events/$(EVENT).json with the bundled model; response on stdout
 	@MODEL_BACKEND=$(BACKEND) $(PY) -m local.invoke $(EVENT)
+
+score: $(VENV)/.app ## bulk-score a JSONL/CSV file: make score INPUT=reviews.csv OUTPUT=results.jsonl
+	@if [ -z "$(INPUT)" ] || [ "$(origin OUTPUT)" = "file" ]; then \
+		echo "usage: make score INPUT=reviews.csv|.jsonl OUTPUT=results.jsonl" >&2; exit 2; fi
+	@MODEL_BACKEND=$(BACKEND) $(PY) -m local.score "$(INPUT)" "$(OUTPUT)"
 
 serve: $(VENV)/.app ## answer HTTP on 127.0.0.1:$(PORT) through the handler (curl, browser)
 	MODEL_BACKEND=$(BACKEND) $(PY) -m local.serve --port $(PORT)
@@ -54,7 +65,7 @@ lint: $(VENV)/.dev ## ruff, cfn-lint, hadolint, bandit
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/bandit -q -c pyproject.toml -r app training local benchmarks
 
-test: $(VENV)/.dev ## lint, then the whole test suite
+test: $(VENV)/.dev node_modules/.bin/asl-validator ## lint, then the whole test suite
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest
 
