@@ -24,7 +24,7 @@ BUNDLED_COMMON := --max-train-samples 36000 --balance --seed 42 --validation-fra
 MODEL ?= model_artifacts
 
 .DEFAULT_GOAL := help
-.PHONY: help invoke score serve test lint train train-bundled base evaluate bench soak load scan clean
+.PHONY: help invoke score serve test lint train train-bundled base evaluate bench bench-bulk soak load scan clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -93,6 +93,9 @@ clean: ## remove caches (keeps .venv and runs/)
 $(VENV)/.bench: $(VENV)/.dev requirements/bench.txt
 	$(PY) -m pip install -q -r requirements/bench.txt
 	@touch $@
+
+bench-bulk: $(VENV)/.dev ## bulk scoring records/s and peak memory, files and S3 (ROWS=20000)
+	$(PY) -m benchmarks.bulk --rows $(or $(ROWS),20000)
 
 bench: $(VENV)/.bench ## benchmark our handler against the peers; QUICK=1 for a few minutes
 	$(PY) -m benchmarks $(if $(QUICK),--quick)

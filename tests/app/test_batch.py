@@ -199,3 +199,12 @@ def test_file_level_errors_are_reported_in_the_summary(batch: ModuleType, s3: ob
 def test_unknown_event_shape_is_refused(batch: ModuleType, s3: object) -> None:
     with pytest.raises(ValueError, match="S3 event notification"):
         batch.lambda_handler({"hello": "world"}, ClockContext())
+
+
+def test_golden_s3_event_names_the_decoded_key(batch: ModuleType) -> None:
+    event = json.loads((Path(__file__).resolve().parents[2] / "events" / "s3_object_created.json").read_text())
+    jobs, chain_async = batch._jobs(event)
+    assert chain_async and [(j.bucket, j.key) for j in jobs] == [
+        ("sentiment-reviews-123456789012-us-east-1", "incoming/2026/november reviews(part 1).jsonl")]
+    assert batch.output_keys(jobs[0].key) == ("results/2026/november reviews(part 1).jsonl",
+                                               "results/2026/november reviews(part 1).summary.json")
