@@ -23,7 +23,8 @@ from benchmarks.run import RESULTS, ROOT, environment, load_texts
 CACHE = ROOT / "benchmarks" / ".cache"
 
 S3_WORKER = """
-import json, sys, time
+import json, os, sys, time
+os.environ.update({"AWS_ACCESS_KEY_ID": "moto", "AWS_SECRET_ACCESS_KEY": "moto"})  # moto takes any credentials
 from moto import mock_aws
 path, out = sys.argv[1], sys.argv[2]
 with mock_aws():
@@ -84,8 +85,8 @@ def run_local(path: Path) -> dict[str, float]:
 
 def run_s3(path: Path) -> dict[str, float]:
     out = CACHE / "bulk_s3.json"
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-           "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "1"}
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_LOG_LEVEL": "WARNING",
+           "POWERTOOLS_METRICS_DISABLED": "1"}
     process = subprocess.run([sys.executable, "-c", S3_WORKER, str(path), str(out)], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=3600)
     if process.returncode != 0:
