@@ -24,4 +24,6 @@ ENV MODEL_DIR=/opt/ml/model \
     MODEL_BACKEND=${BACKEND} \
     POWERTOOLS_SERVICE_NAME=sentiment \
     TF_CPP_MIN_LOG_LEVEL=2
+# The HTTP API's entry point; the bulk-scoring function runs the same image with
+# app.batch.lambda_handler (template.yaml: ImageConfig.Command).
 CMD ["app.handler.lambda_handler"]

@@ -90,11 +90,11 @@ def test_missing_savedmodel_and_unknown_backend(artifacts_copy: Path) -> None:
 
 def test_app_never_imports_torch_or_transformers(tiny_artifacts: Path) -> None:
     code = BLOCK_TORCH + (
-        "import app.handler, app.model\n"
+        "import app.handler, app.model, app.batch\n"
         "assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)\n"
     )
     env = {"MODEL_DIR": str(tiny_artifacts), "MODEL_BACKEND": "tflite", "POWERTOOLS_TRACE_DISABLED": "1",
-           "PATH": "/usr/bin:/bin"}
+           "PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"}
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     imported = set()
