@@ -37,7 +37,7 @@ class ClockContext(LocalContext):
 @pytest.fixture(scope="module")
 def batch(tiny_artifacts: Path) -> Iterator[ModuleType]:
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {"MODEL_DIR": str(tiny_artifacts), "BULK_CHUNK": "64",
+        for key, value in {"MODEL_DIR": str(tiny_artifacts), "BULK_CHUNK": "64", "BULK_PART_BYTES": str(5 << 20),
                            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
             mp.setenv(key, value)
@@ -208,3 +208,20 @@ def test_golden_s3_event_names_the_decoded_key(batch: ModuleType) -> None:
         ("sentiment-reviews-123456789012-us-east-1", "incoming/2026/november reviews(part 1).jsonl")]
     assert batch.output_keys(jobs[0].key) == ("results/2026/november reviews(part 1).jsonl",
                                                "results/2026/november reviews(part 1).summary.json")
+
+
+def test_continuation_across_uploaded_parts_keeps_every_record_once(batch: ModuleType, s3: object) -> None:
+    # ~90 bytes a result: 150,000 rows make two 5 MiB parts and a tail; stopping at row ~64,000 means
+    # one part is already uploaded and the rest of the buffer is carried to the next call.
+    rows = 150_000
+    body = "".join(json.dumps({"id": i, "text": "fine" if i % 2 else "bad"}) + "\n" for i in range(rows)).encode()
+    s3.put_object(Bucket=BUCKET, Key="incoming/huge.jsonl", Body=body)  # type: ignore[attr-defined]
+    reply = batch.lambda_handler({"bucket": BUCKET, "key": "incoming/huge.jsonl"}, ClockContext(budget=1000))
+    assert reply["status"] == "continued"
+    checkpoint = json.loads(read(s3, f"_work/results/huge.jsonl/{reply['run']}.checkpoint.json"))
+    assert len(checkpoint["parts"]) == 1 and checkpoint["upload_id"]
+    reply = batch.lambda_handler({"bucket": BUCKET, "key": "incoming/huge.jsonl", "run": reply["run"]}, ClockContext())
+    assert reply["status"] == "done" and reply["records"] == rows
+    data = read(s3, "results/huge.jsonl")
+    assert len(data) > 10 << 20
+    assert [json.loads(line)["id"] for line in data.splitlines()] == list(range(rows))

@@ -26,7 +26,7 @@ def test_invoke_prints_only_the_proxy_response_on_stdout(tiny_artifacts: Path) -
     response = json.loads(run.stdout)
     assert response["statusCode"] == 200
     assert len(response["body"]["results"]) == 3
-    assert '"level"' in run.stderr  # the logs went to stderr
+    assert '"_aws"' in run.stderr  # the EMF metrics line (and any log line) went to stderr
 
 
 def test_invoke_unknown_event_lists_the_choices(tiny_artifacts: Path) -> None:
