@@ -36,7 +36,7 @@ class Prediction:
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def _tflite_runner(path: Path, num_threads: int | None) -> Runner:
+def _tflite_runner(path: Path, num_threads: int | None, pad_id: int = 0) -> Runner:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # TensorFlow's bundled interpreter, where TensorFlow is installed
@@ -51,12 +51,24 @@ def _tflite_runner(path: Path, num_threads: int | None) -> Runner:
     try:
         interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         runner = interpreter.get_signature_runner("serving_default")
+        # Optional fixed-shape one-text signatures (single_<L>): a static graph, no re-allocation per length.
+        fixed = sorted((int(key.removeprefix("single_")), interpreter.get_signature_runner(key))
+                       for key in interpreter.get_signature_list() if key.startswith("single_"))
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{path}: not a loadable TFLite model with a serving_default signature ({exc})") from exc
+    for length, fixed_runner in fixed:  # prepare each subgraph now, not on the first request of that length
+        fixed_runner(input_ids=np.full((1, length), pad_id, np.int32), attention_mask=np.ones((1, length), np.int32))
 
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if input_ids.shape[0] == 1:
+            for length, fixed_runner in fixed:
+                if length >= input_ids.shape[1]:
+                    pad = ((0, 0), (0, length - input_ids.shape[1]))
+                    return fixed_runner(input_ids=np.pad(input_ids, pad, constant_values=pad_id),
+                                        attention_mask=np.pad(attention_mask, pad))["probabilities"]
         return runner(input_ids=input_ids, attention_mask=attention_mask)["probabilities"]
 
+    run.fixed_lengths = [length for length, _ in fixed]  # type: ignore[attr-defined]
     return run
 
 
@@ -133,7 +145,8 @@ class SentimentModel:
         self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
         path = self.model_dir / BACKEND_FILES[backend]
         self.num_threads = num_threads or default_threads()
-        self._run = _tflite_runner(path, self.num_threads) if backend == "tflite" else _savedmodel_runner(path)
+        self._run = (_tflite_runner(path, self.num_threads, self.pad_id) if backend == "tflite"
+                     else _savedmodel_runner(path))
         self._check_outputs(path)
 
     def _check_outputs(self, path: Path) -> None:

@@ -65,6 +65,14 @@ def convert_to_tensorflow(model_dir: Path, probe_texts: list[str], max_length: i
     return tf_model, tokenizer, pt_model, difference
 
 
+SINGLE_LENGTHS = (16, 32, 64, 128)
+
+
+def single_lengths(max_length: int) -> list[int]:
+    """Sequence lengths of the fixed-shape one-text signatures: the buckets below max_length, and max_length."""
+    return sorted({n for n in SINGLE_LENGTHS if n < max_length} | {max_length})
+
+
 def save_savedmodel(tf_model, path: Path) -> None:  # type: ignore[no-untyped-def]
     """SavedModel whose serving_default signature is the artifact contract's."""
     import tensorflow as tf
@@ -88,13 +96,40 @@ def save_savedmodel(tf_model, path: Path) -> None:  # type: ignore[no-untyped-de
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
 
 
-def save_tflite(saved_model: Path, path: Path) -> None:
-    """Dynamic-range quantization: int8 weights, float activations; the signature is kept."""
+def save_tflite(saved_model: Path, path: Path, max_length: int | None = None) -> None:
+    """Dynamic-range quantization: int8 weights, float activations; the signatures are kept.
+
+    With ``max_length`` the file also gets ``single_<L>`` signatures: the SavedModel's function for
+    one text padded to L tokens. Static shapes let the converter fold away the dynamic-shape
+    operators (594 -> 273 for the 6-layer model): one-review requests run faster. Weights are shared
+    between signatures (the file grows by ~2 MB).
+    """
+    import tempfile
+
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    path.write_bytes(converter.convert())
+    source = str(saved_model)
+    keys = ["serving_default"]
+    with tempfile.TemporaryDirectory() as staging:
+        if max_length:
+            loaded = tf.saved_model.load(source)
+            serving = loaded.signatures["serving_default"]
+            signatures = {}
+            for length in [None, *single_lengths(max_length)]:
+                shape = [None, None] if length is None else [1, length]
+                spec = [tf.TensorSpec(shape, tf.int32, name="input_ids"),
+                        tf.TensorSpec(shape, tf.int32, name="attention_mask")]
+                key = "serving_default" if length is None else f"single_{length}"
+                signatures[key] = tf.function(
+                    lambda input_ids, attention_mask: serving(input_ids=input_ids, attention_mask=attention_mask),
+                    input_signature=spec).get_concrete_function()
+            holder = tf.Module()
+            holder.loaded = loaded
+            tf.saved_model.save(holder, staging, signatures=signatures)
+            source, keys = staging, list(signatures)
+        converter = tf.lite.TFLiteConverter.from_saved_model(source, signature_keys=keys)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        path.write_bytes(converter.convert())
 
 
 def save_tokenizer(tokenizer, path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -102,7 +102,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     probe = list(PROBE_TEXTS) + splits.validation.texts[:24]
     tf_model, tokenizer, pt_model, difference = convert_to_tensorflow(final_dir, probe, config.max_length)
     save_savedmodel(tf_model, output / "saved_model")
-    save_tflite(output / "saved_model", output / "model.tflite")
+    save_tflite(output / "saved_model", output / "model.tflite", config.max_length)
     save_tokenizer(tokenizer, output / "tokenizer.json")
     save_pytorch_copy(final_dir, output / "pytorch")
     version = weights_version(pt_model)

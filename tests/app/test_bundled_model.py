@@ -37,6 +37,17 @@ def test_backends_agree(models: dict[str, SentimentModel]) -> None:
     assert abs(tflite - savedmodel).max() < 0.05
 
 
+def test_one_review_at_a_time_takes_a_fixed_graph_and_agrees(models: dict[str, SentimentModel]) -> None:
+    tflite = models["tflite"]
+    assert tflite._run.fixed_lengths == [16, 32, 64, 128]  # model.tflite's single_<L> signatures
+    texts = CLEARLY_POSITIVE + CLEARLY_NEGATIVE + ["It is a kettle.", " ".join(CLEARLY_POSITIVE * 3)]
+    single = [tflite.predict_proba([t])[0][0] for t in texts]
+    reference = [models["savedmodel"].predict_proba([t])[0][0] for t in texts]
+    for text, got, want in zip(texts, single, reference, strict=True):
+        assert got.argmax() == want.argmax() or max(want) < 0.6, text  # same label unless fp32 itself is unsure
+        assert abs(got - want).max() < 0.05, text
+
+
 def test_metadata_describes_the_shipped_weights() -> None:
     metadata = json.loads((BUNDLED / "model.json").read_text())
     assert re.fullmatch(r"[0-9a-f]{12}", metadata["version"])

@@ -52,9 +52,26 @@ def test_tflite_keeps_the_signature(tiny_artifacts: Path) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(tiny_artifacts / "model.tflite"))
-    signature = interpreter.get_signature_list()["serving_default"]
+    signatures = interpreter.get_signature_list()
+    signature = signatures["serving_default"]
     assert sorted(signature["inputs"]) == ["attention_mask", "input_ids"]
     assert sorted(signature["outputs"]) == ["logits", "probabilities"]
+    # fixed-shape one-text signatures up to the run's --max-length 64
+    assert sorted(k for k in signatures if k != "serving_default") == ["single_16", "single_32", "single_64"]
+    runner = interpreter.get_signature_runner("single_32")
+    assert runner.get_input_details()["input_ids"]["shape"].tolist() == [1, 32]
+
+
+def test_one_text_through_a_fixed_signature_matches_fp32(tiny_artifacts: Path) -> None:
+    from app.model import SentimentModel
+
+    model = SentimentModel(tiny_artifacts, "tflite")
+    assert model._run.fixed_lengths == [16, 32, 64]
+    texts, _ = reviews(30, seed=5)
+    texts += [" ".join(texts[:12])]  # longer than 64 tokens: truncated to 64, still a fixed graph
+    singles = np.array([model.predict_proba([t])[0][0] for t in texts])  # one text: a single_<L> graph
+    fp32 = SentimentModel(tiny_artifacts, "savedmodel").predict_proba(texts)[0]
+    assert float(np.max(np.abs(singles - fp32))) < 1e-3  # (the bundled model's check is in tests/app)
 
 
 def test_exported_backends_give_pytorch_labels(tiny_training_run: dict[str, Path]) -> None:
