@@ -108,18 +108,20 @@ class _LineReader:
         self.consumed = 0  # bytes of every line handed out so far
 
     def __iter__(self) -> Iterator[bytes | None]:
-        buffer = b""
+        buffer = b""  # the unfinished last line only: lines are cut by index, never by re-slicing the rest
         skipping = 0  # bytes of an over-long line dropped so far
         for chunk in self._chunks:
-            buffer += chunk
+            buffer = buffer + chunk if buffer else chunk
+            start = 0
             while True:
-                cut = buffer.find(b"\n")
+                cut = buffer.find(b"\n", start)
                 if cut < 0:
+                    buffer = buffer[start:]
                     if len(buffer) > self._max:
                         skipping += len(buffer)
                         buffer = b""
                     break
-                line, buffer = buffer[: cut + 1], buffer[cut + 1 :]
+                line, start = buffer[start : cut + 1], cut + 1
                 if skipping or len(line) > self._max:
                     self.consumed += skipping + len(line)
                     skipping = 0
