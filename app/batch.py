@@ -33,7 +33,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
-from app.bulk import Counts, InputFileError, Position, detect_format, score_stream
+from app.bulk import READ_CHUNK, Counts, InputFileError, Position, detect_format, score_stream
 from app.model import SentimentModel
 from app.settings import settings
 
@@ -41,7 +41,7 @@ SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "sentiment")
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "SentimentService"), service=SERVICE)
 
-model = SentimentModel(settings.model_dir, settings.backend, settings.num_threads, settings.inference_batch_size)
+model = SentimentModel.from_settings(settings)
 
 
 @functools.cache
@@ -125,22 +125,27 @@ def _put_json(s3: Any, bucket: str, key: str, data: dict[str, Any]) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(data, indent=2).encode(), ContentType="application/json")
 
 
-def model_info() -> dict[str, str]:
-    return {"name": model.name, "version": model.version, "backend": model.backend}
-
-
 def _summary(job: Job, etag: str, size: int, fmt: str | None, results_key: str, counts: Counts,
              error: InputFileError | None = None) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "status": "failed" if error else "done",
         "input": {"bucket": job.bucket, "key": job.key, "etag": etag, "size": size, "format": fmt},
         "results": None if error else results_key,
-        "model": model_info(),
+        "model": model.info(),
         **counts.to_dict(),
     }
     if error:
         summary["error"] = {"code": error.code, "message": str(error)}
     return summary
+
+
+def _failed(job: Job, head: tuple[str, int], fmt: str | None, counts: Counts, exc: InputFileError,
+            reply: dict[str, Any]) -> dict[str, Any]:
+    """The file cannot be scored as a whole: a failed summary says why (the Map counts it as failed)."""
+    s3, _ = clients()
+    _put_json(s3, job.bucket, reply["summary"], _summary(job, *head, fmt, reply["results"], counts, exc))
+    logger.warning("file not scored", extra={"key": job.key, "code": exc.code})
+    return {"status": "failed", "error": {"code": exc.code, "message": str(exc)}, **reply}
 
 
 def process(job: Job, context: LambdaContext, chain_async: bool) -> dict[str, Any]:
@@ -170,9 +175,7 @@ def process(job: Job, context: LambdaContext, chain_async: bool) -> dict[str, An
     try:
         fmt = detect_format(job.key)
     except InputFileError as exc:
-        _put_json(s3, job.bucket, summary_key, _summary(job, etag, size, None, results_key, Counts(), exc))
-        logger.warning("file not scored", extra={"key": job.key, "code": exc.code})
-        return {"status": "failed", "error": {"code": exc.code, "message": str(exc)}, **reply}
+        return _failed(job, (etag, size), None, Counts(), exc, reply)
 
     if checkpoint:
         position, counts = Position(**checkpoint["position"]), Counts(**checkpoint["counts"])
@@ -188,16 +191,14 @@ def process(job: Job, context: LambdaContext, chain_async: bool) -> dict[str, An
     chunks: Any = iter(())
     if position.offset < size:
         body = s3.get_object(Bucket=job.bucket, Key=job.key, Range=f"bytes={position.offset}-", IfMatch=etag)["Body"]
-        chunks = body.iter_chunks(1 << 16)
+        chunks = body.iter_chunks(READ_CHUNK)
     try:
         outcome = score_stream(chunks, fmt, model, output.write, start=position, counts=counts,
                                chunk_size=settings.bulk_chunk,
                                should_stop=lambda: context.get_remaining_time_in_millis() < margin_ms)
     except InputFileError as exc:
         output.abort()
-        _put_json(s3, job.bucket, summary_key, _summary(job, etag, size, fmt, results_key, counts, exc))
-        logger.warning("file not scored", extra={"key": job.key, "code": exc.code})
-        return {"status": "failed", "error": {"code": exc.code, "message": str(exc)}, **reply}
+        return _failed(job, (etag, size), fmt, counts, exc, reply)
 
     elapsed = time.perf_counter() - started
     done_now = outcome.counts.records - first_line

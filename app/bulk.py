@@ -18,6 +18,7 @@ from typing import Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from app.errors import validation_details
 from app.model import Prediction
 from app.schemas import Text
 
@@ -138,12 +139,9 @@ class _LineReader:
 
 
 def _validation_message(exc: ValidationError) -> str:
-    """Field names and reasons; never the input itself."""
-    parts = []
-    for error in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(p) for p in error["loc"]) or "record"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
+    """Field names and reasons, worded as the API words them; never the input itself."""
+    details = validation_details(exc.errors(include_input=False, include_url=False))
+    return "; ".join(f"{d.field or 'record'}: {d.message}" for d in details)
 
 
 def _known_id(value: object) -> str | int | None:

@@ -34,14 +34,14 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Sent
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body(settings.max_body_bytes))
 
 # Cold start: load once per execution environment; a broken artifact stops start-up here.
-model = SentimentModel(settings.model_dir, settings.backend, settings.num_threads, settings.inference_batch_size)
+model = SentimentModel.from_settings(settings)
 ROUTES = {"/predict": ("POST",), "/health": ("GET",), "/openapi.json": ("GET",)}
 ERRORS = {int(s): {"description": s.phrase, "content": {"application/json": {"model": ErrorResponse}}} for s in (
     HTTPStatus.BAD_REQUEST, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.INTERNAL_SERVER_ERROR)}
 
 
-MODEL_INFO = ModelInfo(name=model.name, version=model.version, backend=model.backend)  # type: ignore[arg-type]
+MODEL_INFO = ModelInfo(**model.info())  # type: ignore[arg-type]
 
 
 def _request_id() -> str | None:

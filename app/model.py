@@ -11,8 +11,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 BACKENDS = ("tflite", "savedmodel")
 REQUIRED_METADATA = ("labels", "max_length", "version", "name")
@@ -148,6 +152,15 @@ class SentimentModel:
         self._run = (_tflite_runner(path, self.num_threads, self.pad_id) if backend == "tflite"
                      else _savedmodel_runner(path))
         self._check_outputs(path)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SentimentModel:
+        """The model as the environment configures it (MODEL_DIR, MODEL_BACKEND, threads, batch size)."""
+        return cls(settings.model_dir, settings.backend, settings.num_threads, settings.inference_batch_size)
+
+    def info(self) -> dict[str, str]:
+        """Name, version and backend: what every response and summary reports."""
+        return {"name": self.name, "version": self.version, "backend": self.backend}
 
     def _check_outputs(self, path: Path) -> None:
         """Warm the backend up and check its outputs against model.json's labels."""

@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-CHUNK = 1 << 20
-
 
 def summary_path(output: Path) -> Path:
     name = output.name[: -len(output.suffix)] if output.suffix else output.name
@@ -28,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=["jsonl", "csv"], default=None, help="override the extension")
     args = parser.parse_args(argv)
 
-    from app.bulk import InputFileError, detect_format, score_stream
+    from app.bulk import READ_CHUNK, InputFileError, detect_format, score_stream
 
     if not args.input.is_file():
         print(f"error: {args.input}: no such file", file=sys.stderr)
@@ -48,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.settings import settings
 
     try:
-        model = SentimentModel(settings.model_dir, settings.backend, settings.num_threads, settings.inference_batch_size)
+        model = SentimentModel.from_settings(settings)
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -62,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             bar.update(consumed - bar.n)
 
         try:
-            outcome = score_stream(iter(lambda: source.read(CHUNK), b""), fmt, model, sink.write,
+            outcome = score_stream(iter(lambda: source.read(READ_CHUNK), b""), fmt, model, sink.write,
                                    chunk_size=settings.bulk_chunk, progress=progress)
         except InputFileError as exc:
             print(f"error: {args.input}: {exc}", file=sys.stderr)
@@ -70,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     counts = outcome.counts
     summary = {"status": "done", "input": {"path": str(args.input), "size": size, "format": fmt},
-               "results": str(args.output), "model": {"name": model.name, "version": model.version,
-                                                       "backend": model.backend}, **counts.to_dict()}
+               "results": str(args.output), "model": model.info(), **counts.to_dict()}
     summary_path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
     rate = counts.records / seconds if seconds else 0.0
     print(f"{counts.records} records ({counts.scored} scored, {counts.errors} errors) in {seconds:.1f} s, "
