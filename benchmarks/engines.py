@@ -65,6 +65,24 @@ class HandlerEngine(Engine):
         return _files_mb(model, ARTIFACTS / "tokenizer.json", ARTIFACTS / "model.json")
 
 
+class ModelOnly(Engine):
+    """Diagnostic, not a peer: our LiteRT model (tokenizer + interpreter) without the Lambda handler around it,
+    the same layers the ``onnxruntime-int8`` engine measures."""
+
+    name = "tflite-model-only"
+
+    def load(self) -> None:
+        from app.model import SentimentModel
+
+        self.model = SentimentModel(ARTIFACTS, "tflite")
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.predict_proba(texts)[0].argmax(-1)
+
+    def artifact_mb(self) -> float:
+        return _files_mb(ARTIFACTS / "model.tflite", ARTIFACTS / "tokenizer.json", ARTIFACTS / "model.json")
+
+
 class TransformersTF(Engine):
     """What the product brief literally says: TFDistilBertForSequenceClassification + a transformers tokenizer."""
 
@@ -138,6 +156,7 @@ ENGINES = {
     "transformers-tf": TransformersTF,
     "transformers-pt": TransformersPT,
     "onnxruntime-int8": OnnxRuntimeInt8,
+    "tflite-model-only": ModelOnly,
 }
 
 

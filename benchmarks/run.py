@@ -154,18 +154,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: warm measurements ...", file=sys.stderr)
             warm = run_worker(name, "warm", texts_file)
             engines[name] = {"cold_start_s": round(statistics.median(colds), 3), "cold_start_runs_s":
-                             [round(c, 3) for c in colds], **warm, "latency_rounds_ms": [warm.pop("latencies_ms")]}
-        # More single-review rounds, interleaved across engines (A B C .. A B C ..): the machine's
-        # speed drifts over minutes, and each engine's p50 should see the same drift.
-        for round_ in range(2, latency_rounds + 1):
+                             [round(c, 3) for c in colds], **warm}
+        # Single-review latency in rounds interleaved across engines (A B C .. A B C ..): this shared
+        # machine's speed drifts over minutes, and every engine's p50 should see the same drift.
+        rounds: dict[str, list[list[float]]] = {name: [] for name in order}
+        for round_ in range(1, latency_rounds + 1):
             for name in order:
                 print(f"{name}: latency round {round_} of {latency_rounds} ...", file=sys.stderr)
-                engines[name]["latency_rounds_ms"].append(run_worker(name, "latency", texts_file)["latencies_ms"])
+                latency = run_worker(name, "latency", texts_file)
+                rounds[name].append(latency["latencies_ms"])
+                engines[name]["peak_rss_mb"] = max(engines[name]["peak_rss_mb"], latency["peak_rss_mb"])
     finally:
         texts_file.unlink(missing_ok=True)
-    for result in engines.values():
-        rounds = result.pop("latency_rounds_ms")
-        result.update(latency_summary(rounds))
+    for name, result in engines.items():
+        result.update(latency_summary(rounds[name]))
     reference = engines["transformers-pt"]["labels"]
     for result in engines.values():
         labels = result.pop("labels")
@@ -180,13 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     if tflite and ort:
         ratios["p50_tflite_over_onnxruntime_int8"] = round(tflite["p50_ms"] / ort["p50_ms"], 3)
         ratios["throughput_tflite_over_onnxruntime_int8"] = round(tflite["throughput_per_s"] / ort["throughput_per_s"], 3)
+    diagnostics = {}
+    model_only = engines.get("tflite-model-only")
+    if model_only and ort:  # like for like: tokenizer + model, no handler, on both sides
+        diagnostics["p50_tflite_model_only_over_onnxruntime_int8"] = round(model_only["p50_ms"] / ort["p50_ms"], 3)
+    if model_only and tflite:
+        diagnostics["handler_p50_overhead_ms"] = round(tflite["p50_ms"] - model_only["p50_ms"], 2)
     results = {"quick": args.quick, "environment": environment(), "texts": source,
                "n_single_requests": 200, "latency_rounds": latency_rounds,
                "n_agreement_texts": n_agreement, "reference": "transformers-pt (PyTorch fp32)",
                "lambda_memory_mb": memory, "price_per_gb_s": PRICE_GB_S, "price_per_request": PRICE_REQUEST,
-               "engines": engines, "ratios": ratios}
+               "engines": engines, "ratios": ratios, "diagnostics": diagnostics}
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     chart(results, RESULTS / "latest.png")
     print(markdown(results))
-    print("\nratios: " + json.dumps(ratios))
+    print("\nratios: " + json.dumps(ratios) + "\ndiagnostics: " + json.dumps(diagnostics))
     return 0

@@ -1,4 +1,5 @@
-"""One engine in a fresh process: ``cold`` (imports + load + first prediction), ``warm`` measurements, or ``latency`` only."""
+"""One engine in a fresh process: ``cold`` (imports + load + first prediction), ``warm`` (throughput, memory,
+labels) or ``latency`` (single-review requests)."""
 
 from __future__ import annotations
 
@@ -39,16 +40,16 @@ def main() -> int:
     if args.mode == "cold":
         args.out.write_text(json.dumps({"ready": ready}))
         return 0
-    for text in texts["single"][:5]:
-        engine.predict([text])
-    latencies = []
-    for i in range(args.requests):
-        text = texts["single"][i % len(texts["single"])]
-        start = time.perf_counter()
-        engine.predict([text])
-        latencies.append((time.perf_counter() - start) * 1000)
     if args.mode == "latency":
-        args.out.write_text(json.dumps({"latencies_ms": latencies}))
+        for text in texts["single"][:5]:
+            engine.predict([text])
+        latencies = []
+        for i in range(args.requests):
+            text = texts["single"][i % len(texts["single"])]
+            start = time.perf_counter()
+            engine.predict([text])
+            latencies.append((time.perf_counter() - start) * 1000)
+        args.out.write_text(json.dumps({"latencies_ms": latencies, "peak_rss_mb": peak_rss_mb()}))
         return 0
     labels = []
     start = time.perf_counter()
@@ -57,7 +58,6 @@ def main() -> int:
         labels.extend(int(x) for x in engine.predict(batch_texts[i : i + args.batch]))
     elapsed = time.perf_counter() - start
     result = {
-        "latencies_ms": latencies,
         "throughput_per_s": round(len(batch_texts) / elapsed, 1),
         "peak_rss_mb": peak_rss_mb(),
         "artifact_mb": engine.artifact_mb(),

@@ -20,9 +20,11 @@ def test_latency_summary_pools_rounds_and_keeps_each_rounds_p50() -> None:
 
 
 @pytest.mark.skipif(not (BUNDLED / "model.tflite").is_file(), reason="no bundled model in model_artifacts/")
-def test_latency_worker_times_single_requests_through_the_handler(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["tflite", "tflite-model-only"])
+def test_latency_worker_times_single_requests(engine: str, tmp_path: Path) -> None:
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps({"single": ["Great kettle, boils fast.", "Broke after a week."], "agreement": []}))
-    result = run_worker("tflite", "latency", texts, timeout=300)
+    result = run_worker(engine, "latency", texts, timeout=300)
     assert len(result["latencies_ms"]) == 200  # the worker's default request count, cycling over the texts
     assert all(x > 0 for x in result["latencies_ms"])
+    assert result["peak_rss_mb"] > 50  # a loaded model, read from /proc
