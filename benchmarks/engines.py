@@ -72,9 +72,11 @@ class ModelOnly(Engine):
     name = "tflite-model-only"
 
     def load(self) -> None:
+        os.environ.update({"MODEL_BACKEND": "tflite", "MODEL_DIR": str(ARTIFACTS)})
         from app.model import SentimentModel
+        from app.settings import Settings
 
-        self.model = SentimentModel(ARTIFACTS, "tflite")
+        self.model = SentimentModel.from_settings(Settings.from_env())  # the service's threads and batch size
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return self.model.predict_proba(texts)[0].argmax(-1)
