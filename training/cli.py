@@ -31,6 +31,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="train only on texts read from files whose path contains this (repeatable); "
                         "validation and test stay the whole pool's split")
     p.add_argument("--balance", action="store_true", help="equal numbers of positive and negative training texts")
+    p.add_argument("--title-examples", action="store_true",
+                   help="also train on each training review's title (headline) as a short text of its own")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 mixed precision on CPU: about 1.4x faster on CPUs with AMX (CUDA always uses fp16)")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=5e-5)

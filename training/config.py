@@ -29,6 +29,10 @@ class TrainConfig:
     train_source: list[str] = field(default_factory=list, metadata={
         "help": "train only on texts from files whose path contains one of these (split unchanged)"})
     balance: bool = field(default=False, metadata={"help": "down-sample the majority label in training"})
+    title_examples: bool = field(default=False, metadata={
+        "help": "also train on each training review's title as a short text of its own"})
+    bf16: bool = field(default=False, metadata={
+        "help": "bfloat16 mixed precision on CPU (fast on CPUs with AMX / AVX512-BF16); CUDA uses fp16 regardless"})
     max_length: int = field(default=128, metadata={"help": "tokens per text (longer is truncated)"})
     batch_size: int = field(default=32, metadata={"help": "per-device batch size"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (Trainer default)"})

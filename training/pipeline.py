@@ -50,7 +50,7 @@ def load_splits(config: TrainConfig) -> tuple[DataSplits, dict[str, Examples]]:
         examples, seed=config.seed, validation_fraction=config.validation_fraction,
         test_fraction=config.test_fraction, max_train_samples=config.max_train_samples,
         balance=config.balance, sample_seed=config.sample_seed, exclude_texts=[t for s in eval_sets.values() for t in s.texts],
-        train_sources=config.train_source,
+        train_sources=config.train_source, title_examples=config.title_examples,
     )
     return splits, eval_sets
 

@@ -75,6 +75,13 @@ def _agreement_table(metrics: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _titles_note(data: dict) -> str:
+    if not data.get("train_title_examples"):
+        return ""
+    return (f", of which {data['train_reviews']} reviews and {data['train_title_examples']} of their titles "
+            "as texts of their own")
+
+
 def _reexport_note(metadata: dict) -> str:
     when = metadata.get("export", {}).get("reexported")
     return (f"\nmodel.tflite was rebuilt from the same weights on {when} with `python -m training export` "
@@ -107,7 +114,7 @@ training), other languages, sarcasm-heavy or non-review text, decisions about in
 ## Training data
 
 Files: {len(data.get('files', []))}; examples after cleaning and de-duplication: {data.get('examples')};
-training examples used: {data.get('train')} ({data.get('train_labels')}); validation {data.get('validation')},
+training examples used: {data.get('train')} ({data.get('train_labels')}){_titles_note(data)}; validation {data.get('validation')},
 test {data.get('test')}. Rows dropped: bad {data.get('bad_rows')}, neutral {data.get('neutral_dropped')},
 duplicates {data.get('duplicates_dropped')}, conflicting labels {data.get('conflicting_labels_dropped')};
 training texts dropped because they also occur in held-out or evaluation data:
@@ -116,7 +123,8 @@ training texts dropped because they also occur in held-out or evaluation data:
 Configuration: epochs {config['epochs']} (min {config['min_epochs']}, patience {config['patience']}),
 max steps {config['max_steps']}, batch {config['batch_size']}, learning rate {config['learning_rate']},
 warm-up {config['warmup_steps']}, weight decay {config['weight_decay']}, max length {config['max_length']},
-seed {config['seed']}, balanced {config['balance']}. Trained for {metadata['training'].get('epochs_run')} epochs,
+seed {config['seed']}, balanced {config['balance']}, title examples {config.get('title_examples', False)},
+bf16 {config.get('bf16', False)}. Trained for {metadata['training'].get('epochs_run')} epochs,
 {metadata['training'].get('steps')} steps, {metadata['training'].get('train_seconds')} s on {metadata['training'].get('device')}.
 
 {("### Why this configuration" + chr(10) + chr(10) + metadata['training']['notes']) if metadata['training'].get('notes') else ''}

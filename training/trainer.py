@@ -101,6 +101,8 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         metric_for_best_model="loss",
         greater_is_better=False,
         fp16=torch.cuda.is_available(),
+        bf16=config.bf16 and not torch.cuda.is_available(),
+        use_cpu=config.bf16 and not torch.cuda.is_available(),  # the Trainer accepts CPU bf16 only with use_cpu
         group_by_length=config.group_by_length,
         logging_strategy="steps",
         logging_steps=25,

@@ -94,6 +94,12 @@ def test_openapi_document_comes_from_the_models(handler: ModuleType, lambda_cont
     schemas = body["components"]["schemas"]
     assert {"PredictRequest", "PredictResponse", "ErrorResponse"} <= set(schemas)
     assert schemas["PredictRequest"]["additionalProperties"] is False
+    post = body["paths"]["/predict"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PredictRequest"}
+    assert post["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PredictResponse"}
+    refs = json.dumps(body).split('"$ref": "#/components/schemas/')[1:]
+    assert {ref.split('"')[0] for ref in refs} <= set(schemas)  # every reference resolves
 
 
 @pytest.mark.parametrize(("event_name", "status", "code"), [

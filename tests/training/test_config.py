@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from training.config import TrainConfig
@@ -24,6 +25,13 @@ def test_defaults_are_the_original_configuration(tmp_path: Path) -> None:
     assert args.eval_strategy.value == "epoch" and args.save_strategy.value == "epoch"
     assert args.load_best_model_at_end is True
     assert args.fp16 is False  # no CUDA here; fp16 follows torch.cuda.is_available()
+    assert args.bf16 is False and config.title_examples is False  # both opt-in
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA the run uses fp16, not bf16")
+def test_bf16_on_cpu_is_opt_in_and_accepted_by_the_trainer(tmp_path: Path) -> None:
+    args = training_arguments(TrainConfig(data=[tmp_path / "x.csv"], run_dir=tmp_path / "run", bf16=True))
+    assert args.bf16 is True and args.fp16 is False and args.use_cpu is True
 
 
 @pytest.mark.parametrize("bad", [

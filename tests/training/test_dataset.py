@@ -74,3 +74,42 @@ def test_train_source_filters_training_only(tmp_path: Path) -> None:
     assert narrowed.report["train_sources"] == ["kitchen"]
     with pytest.raises(DataError, match="no training file"):
         build_splits(examples, seed=0, train_sources=["books"])
+
+
+def _titled(n: int) -> Examples:
+    texts, labels = reviews(n, seed=9)
+    titles = [f"{'Lovely' if y else 'Dreadful'} thing number {i}" for i, y in enumerate(labels)]
+    return Examples(texts, labels, sources=["s.review"] * n, titles=titles)
+
+
+def test_title_examples_add_training_titles_only(tmp_path: Path) -> None:
+    examples = _titled(200)
+    plain = build_splits(examples, seed=0)
+    titled = build_splits(examples, seed=0, title_examples=True)
+    assert titled.validation.texts == plain.validation.texts and titled.test.texts == plain.test.texts
+    assert titled.train.texts[: len(plain.train)] == plain.train.texts
+    added = titled.train.texts[len(plain.train):]
+    title_label = dict(zip(examples.titles, examples.labels, strict=True))
+    assert sorted(added) == sorted(plain.train.titles)  # every training review's title, nothing else
+    assert titled.train.labels[len(plain.train):] == [title_label[t] for t in added]
+    assert titled.report["train_reviews"] == len(plain.train) and titled.report["train_title_examples"] == len(added)
+    assert plain.report["train_title_examples"] == 0
+
+
+def test_title_examples_skip_leaks_conflicts_and_balance(tmp_path: Path) -> None:
+    texts, labels = reviews(120, seed=3)
+    titles = ["Five Stars" if y else "One Star" for y in labels]  # repeated titles count once
+    titles[:6] = ["Mixed"] * 6  # under both labels (reviews alternate labels): left out
+    titles[6] = "Held out"  # also an evaluation text: left out
+    titles[7] = ""  # no title
+    examples = Examples(texts, labels, sources=["x"] * 120, titles=titles)
+    splits = build_splits(examples, seed=0, validation_fraction=0.05, test_fraction=0.05, title_examples=True,
+                          exclude_texts=["held OUT"])
+    added = splits.train.texts[splits.report["train_reviews"]:]
+    assert "Mixed" not in added and "Held out" not in added and "" not in added
+    assert sorted(added) == ["Five Stars", "One Star"]
+    skewed = Examples(texts, labels, sources=["x"] * 120,
+                      titles=[f"{'Nice' if y else 'Bad'} {i}" if y or i % 4 == 0 else "" for i, y in enumerate(labels)])
+    balanced = build_splits(skewed, seed=0, balance=True, title_examples=True)
+    extra = balanced.train.labels[balanced.report["train_reviews"]:]
+    assert extra and extra.count(0) == extra.count(1)

@@ -47,6 +47,7 @@ def test_amazon_reviews_parquet_and_tsv(tmp_path: Path) -> None:
         assert result.labels == [1, 0, 1]  # 3 stars dropped as neutral, empty body is a bad row
         assert result.texts[0].startswith("Great. Works well.")
         assert result.texts[1] == "Awful! Broke."
+        assert result.titles == ["Great", "Awful!", ""]  # kept apart too, for --title-examples
         assert result.dropped_neutral == 1 and result.bad_rows == 1
 
 
@@ -61,6 +62,7 @@ def test_blitzer_review_file(tmp_path: Path) -> None:
     assert result.fmt == "blitzer"
     assert result.labels == [0, 1]
     assert "Café machine leaked." in result.texts[0]
+    assert result.titles == ["Not good &amp; loud", "Super"]  # cleaned (entities) by load_examples
 
 
 def test_fasttext_lines(tmp_path: Path) -> None:
@@ -80,6 +82,7 @@ def test_polarity_csv(tmp_path: Path) -> None:
     assert result.fmt == "polarity-csv"
     assert result.texts == ["Nice. Works, really.", "Bad. Stopped."]
     assert result.labels == [1, 0]
+    assert result.titles == ["Nice", "Bad"]
 
 
 def test_uci_sst2_vader_video(tmp_path: Path) -> None:

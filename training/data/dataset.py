@@ -44,6 +44,7 @@ class Examples:
     labels: list[int] = field(default_factory=list)
     report: dict[str, object] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)  # file each text was read from (empty when unknown)
+    titles: list[str] = field(default_factory=list)  # each review's cleaned title ("" when none; empty when unknown)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -75,12 +76,13 @@ def expand_paths(paths: list[Path]) -> list[Path]:
 def load_examples(paths: list[Path], fmt: str = "auto", spec: LabelSpec | None = None) -> Examples:
     """Read, clean and de-duplicate every file; conflicting duplicates are dropped entirely."""
     results: list[ReadResult] = [read_file(p, fmt, spec) for p in expand_paths(paths)]
-    by_key: dict[str, tuple[str, int, str]] = {}
+    by_key: dict[str, tuple[str, int, str, str]] = {}
     conflicting: set[str] = set()
     duplicates = empty = 0
     for result in results:
         source = str(result.path)
-        for raw, label in zip(result.texts, result.labels, strict=True):
+        titles = result.titles or [""] * len(result.texts)
+        for raw, label, title in zip(result.texts, result.labels, titles, strict=True):
             text = clean_text(raw)
             if not text:
                 empty += 1
@@ -91,13 +93,14 @@ def load_examples(paths: list[Path], fmt: str = "auto", spec: LabelSpec | None =
                 if by_key[key][1] != label:
                     conflicting.add(key)
                 continue
-            by_key[key] = (text, label, source)
+            by_key[key] = (text, label, source, clean_text(title) if title else "")
     examples = Examples()
-    for key, (text, label, source) in by_key.items():
+    for key, (text, label, source, title) in by_key.items():
         if key not in conflicting:
             examples.texts.append(text)
             examples.labels.append(label)
             examples.sources.append(source)
+            examples.titles.append(title)
     examples.report = {
         "files": [
             {"path": str(r.path), "format": r.fmt, "rows": len(r.texts), "bad_rows": r.bad_rows,
@@ -130,7 +133,44 @@ class DataSplits:
 
 def _subset(examples: Examples, index: list[int]) -> Examples:
     sources = [examples.sources[i] for i in index] if examples.sources else []
-    return Examples([examples.texts[i] for i in index], [examples.labels[i] for i in index], sources=sources)
+    titles = [examples.titles[i] for i in index] if examples.titles else []
+    return Examples([examples.texts[i] for i in index], [examples.labels[i] for i in index], sources=sources,
+                    titles=titles)
+
+
+def _with_title_examples(train: Examples, excluded: set[str], seed: int, balance: bool) -> tuple[Examples, int]:
+    """``train`` plus each review's title as a text of its own, with the review's label.
+
+    Titles are short, sentence-like texts ("Works as advertised", "Waste of money"), which the full
+    reviews alone do not teach. Only titles of training reviews are used; a title that is already a
+    training text, occurs in held-out or evaluation data (``excluded`` keys), or appears under both
+    labels is left out. With ``balance`` the titles are balanced too (the positive ones repeat more:
+    "Five Stars", "Great").
+    """
+    seen = {text_key(t) for t in train.texts}
+    labels_by_key: dict[str, set[int]] = {}
+    first: dict[str, tuple[str, int, str]] = {}
+    for title, label, source in zip(train.titles, train.labels, train.sources or [""] * len(train), strict=True):
+        key = text_key(title)
+        if not key or key in seen or key in excluded:
+            continue
+        labels_by_key.setdefault(key, set()).add(label)
+        first.setdefault(key, (title, label, source))
+    added = [value for key, value in first.items() if len(labels_by_key[key]) == 1]
+    if balance and added:
+        by_label: dict[int, list[tuple[str, int, str]]] = {}
+        for item in added:
+            by_label.setdefault(item[1], []).append(item)
+        per_label = min(len(v) for v in by_label.values()) if len(by_label) > 1 else 0
+        rng = random.Random(seed)
+        added = [item for label in sorted(by_label) for item in rng.sample(by_label[label], per_label)]
+    if not added:
+        return train, 0
+    return Examples(
+        train.texts + [t for t, _, _ in added], train.labels + [label for _, label, _ in added],
+        sources=train.sources + [s for _, _, s in added] if train.sources else [],
+        titles=train.titles + [""] * len(added) if train.titles else [],
+    ), len(added)
 
 
 def _sample(examples: Examples, n: int, seed: int, balance: bool) -> Examples:
@@ -163,11 +203,14 @@ def build_splits(
     balance: bool = False,
     sample_seed: int | None = None,
     train_sources: list[str] | None = None,
+    title_examples: bool = False,
 ) -> DataSplits:
     """Stratified split; training texts also present in validation, test or ``exclude_texts`` are dropped.
 
     ``train_sources`` keeps only training texts read from files whose path contains one of the given
     strings; validation and test stay the split of the whole pool, so runs with and without it compare.
+    ``title_examples`` adds the titles of the (sampled) training reviews as training texts of their own;
+    validation and test stay whole reviews.
     """
     if len(set(examples.labels)) < 2:
         raise DataError(f"the data has only one label ({examples.counts()}); both classes are needed")
@@ -206,11 +249,18 @@ def build_splits(
     pool = len(train)
     if max_train_samples or balance:
         train = _sample(train, max_train_samples or 0, seed if sample_seed is None else sample_seed, balance)
+    reviews = len(train)
+    added_titles = 0
+    if title_examples:
+        train, added_titles = _with_title_examples(train, excluded, seed if sample_seed is None else sample_seed,
+                                                   balance)
     report = {
         **examples.report,
         "split_seed": seed,
         "train_pool": pool,
         "train": len(train),
+        "train_reviews": reviews,
+        "train_title_examples": added_titles,
         "train_labels": train.counts(),
         "validation": len(validation),
         "test": len(test),

@@ -40,10 +40,11 @@ class ReadResult:
     fmt: str
     texts: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
+    titles: list[str] = field(default_factory=list)  # the review's title or headline per text ("" when none)
     bad_rows: int = 0
     dropped_neutral: int = 0
 
-    def add(self, text: object, label: int | None) -> None:
+    def add(self, text: object, label: int | None, title: object = "") -> None:
         if label is None:
             self.dropped_neutral += 1
         elif not isinstance(text, str) or not text.strip():
@@ -51,6 +52,7 @@ class ReadResult:
         else:
             self.texts.append(text)
             self.labels.append(label)
+            self.titles.append(title.strip() if isinstance(title, str) else "")
 
 
 def _require_columns(path: Path, frame: pd.DataFrame, columns: list[str]) -> None:
@@ -78,13 +80,14 @@ def _label_from_map(value: object, mapping: dict[str, int]) -> int | None | str:
     return mapping.get(key, "bad")
 
 
-def _from_frame(result: ReadResult, texts: pd.Series, labels: list[object], mapping: dict[str, int | None]) -> None:
-    for text, value in zip(texts.tolist(), labels, strict=True):
+def _from_frame(result: ReadResult, texts: pd.Series, labels: list[object], mapping: dict[str, int | None],
+                titles: list[str] | None = None) -> None:
+    for i, (text, value) in enumerate(zip(texts.tolist(), labels, strict=True)):
         label = _label_from_map(value, mapping)  # type: ignore[arg-type]
         if label == "bad":
             result.bad_rows += 1
         else:
-            result.add(text, label)  # type: ignore[arg-type]
+            result.add(text, label, titles[i] if titles else "")  # type: ignore[arg-type]
 
 
 def read_original_csv(path: Path, spec: LabelSpec) -> ReadResult:
@@ -127,7 +130,7 @@ def read_amazon_reviews(path: Path) -> ReadResult:
         if label == "bad":
             result.bad_rows += 1
             continue
-        result.add(join_title(head, text), label)  # type: ignore[arg-type]
+        result.add(join_title(head, text), label, head)  # type: ignore[arg-type]
     return result
 
 
@@ -151,7 +154,7 @@ def read_blitzer(path: Path) -> ReadResult:
         if label == "bad":
             result.bad_rows += 1
             continue
-        result.add(join_title(fields["title"], fields["review_text"]), label)  # type: ignore[arg-type]
+        result.add(join_title(fields["title"], fields["review_text"]), label, fields["title"])  # type: ignore[arg-type]
     return result
 
 
@@ -184,7 +187,7 @@ def read_polarity_csv(path: Path) -> ReadResult:
         raise DataError(f"{path}: expected 3 columns (label, title, text); the file has {frame.shape[1]}")
     result = ReadResult(path, "polarity-csv")
     texts = pd.Series([join_title(t, x) for t, x in zip(frame[1], frame[2], strict=True)])
-    _from_frame(result, texts, frame[0].tolist(), {"1": NEGATIVE, "2": POSITIVE})
+    _from_frame(result, texts, frame[0].tolist(), {"1": NEGATIVE, "2": POSITIVE}, frame[1].tolist())
     return result
 
 
