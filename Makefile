@@ -6,7 +6,6 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export HF_HUB_OFFLINE := 1
-export POWERTOOLS_TRACE_DISABLED ?= 1
 
 EVENT ?= predict_single
 BACKEND ?= tflite

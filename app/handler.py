@@ -9,7 +9,7 @@ import time
 import traceback
 from http import HTTPStatus
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -28,7 +28,6 @@ from app.settings import settings
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "sentiment")
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "SentimentService"), service=SERVICE)
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body(settings.max_body_bytes))
 
@@ -195,7 +194,9 @@ def internal_error(exc: Exception) -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)  # results are not trace metadata
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    # No Powertools Tracer: Lambda's active tracing (template.yaml) already records each invocation and its
+    # Initialization, and this function calls nothing downstream. The Tracer cost 0.3 s of cold start
+    # (importing and patching the AWS SDK) and 0.09 ms a request for one subsegment (README, "Benchmark").
     return app.resolve(event, context)

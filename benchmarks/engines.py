@@ -45,7 +45,7 @@ class HandlerEngine(Engine):
         self.backend = backend
 
     def load(self) -> None:
-        os.environ.update({"MODEL_BACKEND": self.backend, "MODEL_DIR": str(ARTIFACTS), "POWERTOOLS_TRACE_DISABLED": "1",
+        os.environ.update({"MODEL_BACKEND": self.backend, "MODEL_DIR": str(ARTIFACTS),
                            "POWERTOOLS_METRICS_NAMESPACE": "Bench", "POWERTOOLS_SERVICE_NAME": "sentiment"})
         from app.handler import lambda_handler
         from local.invoke import LocalContext

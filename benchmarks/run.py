@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (ARTIFACTS / "pytorch" / "config.json").exists():
         print(f"error: {ARTIFACTS}/pytorch/ is missing; the benchmark needs the bundled weights", file=sys.stderr)
         return 2
-    cold_runs, n_agreement, latency_rounds = (3, 1000, 2) if args.quick else (5, 2000, 3)
+    cold_runs, n_agreement, latency_rounds = (3, 1000, 2) if args.quick else (5, 2000, 5)
     print("preparing peer artifacts (transformers-tf weights, ONNX int8) ...", file=sys.stderr)
     prepare()
     texts, source = load_texts(n_agreement)

@@ -11,7 +11,6 @@ import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SentimentTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "sentiment")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -89,7 +89,7 @@ def run_runtime(model_dir: Path, events: list[dict], timeout: float = 120) -> Fa
     api = FakeRuntimeApi(events)
     env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": api.address, "MODEL_DIR": str(model_dir),
            "MODEL_BACKEND": "tflite", "AWS_LAMBDA_FUNCTION_NAME": "sentiment", "LAMBDA_TASK_ROOT": str(ROOT),
-           "POWERTOOLS_TRACE_DISABLED": "1", "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "awslambdaric", "app.handler.lambda_handler"], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -22,7 +22,7 @@ from tests.local.test_local import _free_port  # noqa: E402
 @pytest.fixture(scope="module")
 def served_schema(tiny_artifacts: Path) -> Iterator[object]:
     port = _free_port()
-    env = {**os.environ, "MODEL_DIR": str(tiny_artifacts), "MODEL_BACKEND": "tflite", "POWERTOOLS_TRACE_DISABLED": "1",
+    env = {**os.environ, "MODEL_DIR": str(tiny_artifacts), "MODEL_BACKEND": "tflite",
            "MAX_BATCH_SIZE": "16", "MAX_TEXT_CHARS": "1000", "MAX_BODY_BYTES": "20000", "POWERTOOLS_LOG_LEVEL": "WARNING"}
     log = open(os.environ.get("FUZZ_SERVER_LOG", os.devnull), "w")
     server = subprocess.Popen([sys.executable, "-m", "local.serve", "--port", str(port)], cwd=ROOT, env=env,

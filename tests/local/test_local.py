@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 
 
 def _env(model_dir: Path) -> dict[str, str]:
-    return {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_BACKEND": "tflite", "POWERTOOLS_TRACE_DISABLED": "1"}
+    return {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_BACKEND": "tflite"}
 
 
 def test_invoke_prints_only_the_proxy_response_on_stdout(tiny_artifacts: Path) -> None:
