@@ -53,8 +53,8 @@ def read_predict_request() -> PredictRequest:
     """The request body as a ``PredictRequest``; errors are raised as Powertools raises them, for the handlers below.
 
     pydantic validates the body here, not Powertools' OpenAPI validation middleware: the same model and
-    checks at a third of the cost per request (measured: README, "Benchmark"). ``openapi()`` documents
-    the body from the same model.
+    checks, 0.14 ms a request less (measured: README, "Benchmark"). ``openapi()`` documents the body
+    from the same model.
     """
     event = app.current_event
     content_type = (event.headers.get("content-type") or "").strip()

@@ -113,3 +113,12 @@ def test_title_examples_skip_leaks_conflicts_and_balance(tmp_path: Path) -> None
     balanced = build_splits(skewed, seed=0, balance=True, title_examples=True)
     extra = balanced.train.labels[balanced.report["train_reviews"]:]
     assert extra and extra.count(0) == extra.count(1)
+
+
+def test_title_examples_without_titles_add_nothing(tmp_path: Path) -> None:
+    examples = load_examples([write_original_csv(tmp_path / "r.csv", n=100)], "csv")  # the CSV has no titles
+    plain = build_splits(examples, seed=0)
+    titled = build_splits(examples, seed=0, title_examples=True)
+    assert titled.train.texts == plain.train.texts and titled.report["train_title_examples"] == 0
+    hand_made = Examples(*reviews(60, seed=1))  # built without a titles list
+    assert build_splits(hand_made, seed=0, title_examples=True).report["train_title_examples"] == 0

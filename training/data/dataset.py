@@ -147,6 +147,10 @@ def _with_title_examples(train: Examples, excluded: set[str], seed: int, balance
     labels is left out. With ``balance`` the titles are balanced too (the positive ones repeat more:
     "Five Stars", "Great").
     """
+    if not any(train.titles):
+        logger.warning("--title-examples: the training data has no titles (only Amazon reviews, Blitzer and "
+                       "polarity CSV files carry them); no title examples added")
+        return train, 0
     seen = {text_key(t) for t in train.texts}
     labels_by_key: dict[str, set[int]] = {}
     first: dict[str, tuple[str, int, str]] = {}
