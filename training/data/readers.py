@@ -82,12 +82,12 @@ def _label_from_map(value: object, mapping: dict[str, int]) -> int | None | str:
 
 def _from_frame(result: ReadResult, texts: pd.Series, labels: list[object], mapping: dict[str, int | None],
                 titles: list[str] | None = None) -> None:
-    for i, (text, value) in enumerate(zip(texts.tolist(), labels, strict=True)):
+    for text, value, title in zip(texts.tolist(), labels, titles or [""] * len(labels), strict=True):
         label = _label_from_map(value, mapping)  # type: ignore[arg-type]
         if label == "bad":
             result.bad_rows += 1
         else:
-            result.add(text, label, titles[i] if titles else "")  # type: ignore[arg-type]
+            result.add(text, label, title)  # type: ignore[arg-type]
 
 
 def read_original_csv(path: Path, spec: LabelSpec) -> ReadResult:
