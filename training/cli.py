@@ -35,6 +35,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="also train on each training review's title (headline) as a short text of its own")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 mixed precision on CPU: about 1.4x faster on CPUs with AMX (CUDA always uses fp16)")
+    p.add_argument("--frozen-embeddings", type=Path, default=None, metavar="MODEL_DIR",
+                   help="take the word-embedding table (52%% of the weights) from this PyTorch model directory, "
+                        "e.g. model_artifacts/pytorch, and keep it fixed: successive models then share it byte "
+                        "for byte and an update changes only the other layers")
+    p.add_argument("--average-checkpoints", action="store_true",
+                   help="export the uniform average of the kept epoch checkpoints instead of the best one when "
+                        "its validation loss is no higher (works on a finished run with --resume)")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=5e-5)

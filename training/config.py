@@ -33,6 +33,10 @@ class TrainConfig:
         "help": "also train on each training review's title as a short text of its own"})
     bf16: bool = field(default=False, metadata={
         "help": "bfloat16 mixed precision on CPU (fast on CPUs with AMX / AVX512-BF16); CUDA uses fp16 regardless"})
+    frozen_embeddings: Path | None = field(default=None, metadata={
+        "help": "take the word-embedding table from this model directory (same vocabulary) and keep it fixed"})
+    average_checkpoints: bool = field(default=False, metadata={
+        "help": "export the average of the kept checkpoints when its validation loss is no higher than the best's"})
     max_length: int = field(default=128, metadata={"help": "tokens per text (longer is truncated)"})
     batch_size: int = field(default=32, metadata={"help": "per-device batch size"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (Trainer default)"})
@@ -54,6 +58,8 @@ class TrainConfig:
         self.data = [Path(p) for p in self.data]
         self.eval_data = [Path(p) for p in self.eval_data]
         self.output = Path(self.output)
+        if self.frozen_embeddings is not None:
+            self.frozen_embeddings = Path(self.frozen_embeddings)
         if self.run_dir is None:
             self.run_dir = Path("runs") / self.output.resolve().name
         self.run_dir = Path(self.run_dir)

@@ -137,7 +137,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
         weights_version,
     )
     from training.metrics import classification_metrics
-    from training.trainer import fine_tune, predict_labels
+    from training.trainer import average_checkpoints, fine_tune, predict_labels
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -151,6 +151,13 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     timings["fine_tune_s"] = time.perf_counter() - t0
     if not trainer.is_world_process_zero():
         return {}
+    log_history = json.loads((config.run_dir / "log_history.json").read_text()) if (
+        config.run_dir / "log_history.json").exists() else trainer.state.log_history
+    averaging = None
+    if config.average_checkpoints:
+        t0 = time.perf_counter()
+        final_dir, averaging = average_checkpoints(config, trainer, log_history, final_dir)
+        timings["average_checkpoints_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -174,8 +181,6 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     save_tokenizer(tokenizer, output / "tokenizer.json")
     save_pytorch_copy(final_dir, output / "pytorch")
     version = weights_version(pt_model)
-    log_history = json.loads((config.run_dir / "log_history.json").read_text()) if (
-        config.run_dir / "log_history.json").exists() else trainer.state.log_history
     epochs_run = max((e.get("epoch", 0) for e in log_history), default=0)
     steps = max((e.get("step", 0) for e in log_history), default=0)
     metadata = {
@@ -195,6 +200,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
             "data": splits.report,
             "notes": config.notes,
             "epochs_run": round(float(epochs_run), 2),
+            "checkpoint_average": averaging,
             "steps": steps,
             # from the Trainer's own log: a resumed run that skipped training still reports the real time
             "train_seconds": round(next((e["train_runtime"] for e in log_history if "train_runtime" in e),

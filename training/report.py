@@ -88,6 +88,25 @@ def _reexport_note(metadata: dict) -> str:
             "(a newer exporter); its metrics below are re-measured.\n" if when else "")
 
 
+def _averaging_note(training: dict) -> str:
+    record = training.get("checkpoint_average")
+    if not record:
+        return ""
+    if "validation_loss" not in record:
+        return f"\nCheckpoint averaging was asked for: {record.get('reason')}; the best checkpoint is exported.\n"
+    verdict = ("so the average is the exported model" if record["used"]
+               else "so the best checkpoint is exported")
+    return (f"\nCheckpoint averaging: the uniform average of {', '.join(record['checkpoints'])} has validation loss "
+            f"{record['validation_loss']:.4f} against the best checkpoint's {record['best_checkpoint_validation_loss']:.4f}, "
+            f"{verdict}.\n")
+
+
+def _embeddings_note(config: dict) -> str:
+    source = config.get("frozen_embeddings")
+    return (f"\nThe word-embedding table was taken from `{source}` and kept fixed during training "
+            "(the other layers start from the base model).\n" if source else "")
+
+
 def write_model_card(metadata: dict, path: Path) -> None:
     """MODEL_CARD.md from model.json's content."""
     data = metadata["training"]["data"]
@@ -126,7 +145,7 @@ warm-up {config['warmup_steps']}, weight decay {config['weight_decay']}, max len
 seed {config['seed']}, balanced {config['balance']}, title examples {config.get('title_examples', False)},
 bf16 {config.get('bf16', False)}. Trained for {metadata['training'].get('epochs_run')} epochs,
 {metadata['training'].get('steps')} steps, {metadata['training'].get('train_seconds')} s on {metadata['training'].get('device')}.
-
+{_embeddings_note(config)}{_averaging_note(metadata['training'])}
 {("### Why this configuration" + chr(10) + chr(10) + metadata['training']['notes']) if metadata['training'].get('notes') else ''}
 
 ## Metrics

@@ -79,7 +79,33 @@ def load_base(config: TrainConfig) -> tuple[PreTrainedModel, PreTrainedTokenizer
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
     )
+    if config.frozen_embeddings is not None:
+        freeze_word_embeddings(model, tokenizer, config.frozen_embeddings)
     return model, tokenizer
+
+
+def freeze_word_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: Path) -> None:
+    """Copy the word-embedding table of the model in ``source`` into ``model`` and keep it fixed.
+
+    The table must come from a model with the same vocabulary (checked token by token). Frozen
+    parameters get no gradient, no AdamW update and no weight decay, so they stay bit-identical.
+    """
+    from transformers import AutoModel
+
+    source_tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
+    if source_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"--frozen-embeddings {source}: its vocabulary differs from the base model's")
+    source_table = AutoModel.from_pretrained(source).get_input_embeddings().weight
+    table = model.get_input_embeddings().weight
+    if source_table.shape != table.shape:
+        raise ValueError(f"--frozen-embeddings {source}: table {tuple(source_table.shape)} does not fit "
+                         f"the base model's {tuple(table.shape)}")
+    with torch.no_grad():
+        table.copy_(source_table)
+    table.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("word embeddings %s taken from %s and frozen; %.1f M parameters still train",
+                tuple(table.shape), source, trainable / 1e6)
 
 
 def training_arguments(config: TrainConfig) -> TrainingArguments:
@@ -148,3 +174,51 @@ def predict_labels(trainer: Trainer, examples: Examples, tokenizer: PreTrainedTo
     """Labels and predictions in the Trainer's own order (never the dataset's label list)."""
     output = trainer.predict(EncodedDataset(examples, tokenizer, max_length))
     return np.asarray(output.label_ids), np.argmax(output.predictions, axis=-1)
+
+
+def kept_checkpoints(run_dir: Path) -> list[Path]:
+    """The checkpoints a run kept (the Trainer keeps the best and the latest), oldest first."""
+    found = [p for p in (run_dir / "checkpoints").glob("checkpoint-*") if (p / "model.safetensors").is_file()]
+    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+
+def average_checkpoints(config: TrainConfig, trainer: Trainer, log_history: list[dict],
+                        best_dir: Path) -> tuple[Path, dict[str, object]]:
+    """Uniform average of the kept checkpoints, used only if its validation loss is no higher than the best's.
+
+    The average is taken in float64 and written to ``run_dir/averaged_model``; its validation loss
+    is measured through ``trainer`` (the same batches and autocast as the per-epoch evaluations).
+    Returns the directory to export (the average or ``best_dir``) and the record of the decision.
+    """
+    from safetensors.torch import load_file
+
+    checkpoints = kept_checkpoints(config.run_dir)
+    losses = [e["eval_loss"] for e in log_history if "eval_loss" in e]
+    record: dict[str, object] = {"checkpoints": [p.name for p in checkpoints], "used": False}
+    if len(checkpoints) < 2 or not losses:
+        record["reason"] = f"{len(checkpoints)} checkpoint(s) kept: nothing to average"
+        logger.info("checkpoint averaging: %s", record["reason"])
+        return best_dir, record
+
+    states = [load_file(str(p / "model.safetensors")) for p in checkpoints]
+    averaged = {name: (sum(s[name].double() for s in states) / len(states)).to(tensor.dtype)
+                if tensor.is_floating_point() else tensor for name, tensor in states[0].items()}
+    model = AutoModelForSequenceClassification.from_pretrained(best_dir)
+    missing, unexpected = model.load_state_dict(averaged, strict=False)
+    if unexpected or any(not name.endswith("position_ids") for name in missing):
+        raise RuntimeError(f"checkpoint averaging: state does not fit the model (missing {missing}, "
+                           f"unexpected {unexpected})")
+    trainer.model = model.to(trainer.args.device)
+    loss = float(trainer.evaluate()["eval_loss"])
+    best = float(min(losses))
+    record.update({"validation_loss": round(loss, 6), "best_checkpoint_validation_loss": round(best, 6),
+                   "used": loss <= best})
+    logger.info("checkpoint averaging of %s: validation loss %.4f vs best checkpoint %.4f -> %s",
+                ", ".join(record["checkpoints"]), loss, best,  # type: ignore[arg-type]
+                "using the average" if record["used"] else "keeping the best checkpoint")
+    if not record["used"]:
+        return best_dir, record
+    averaged_dir = config.run_dir / "averaged_model"
+    model.save_pretrained(str(averaged_dir))
+    AutoTokenizer.from_pretrained(best_dir).save_pretrained(str(averaged_dir))
+    return averaged_dir, record

@@ -26,6 +26,7 @@ def test_defaults_are_the_original_configuration(tmp_path: Path) -> None:
     assert args.load_best_model_at_end is True
     assert args.fp16 is False  # no CUDA here; fp16 follows torch.cuda.is_available()
     assert args.bf16 is False and config.title_examples is False  # both opt-in
+    assert config.frozen_embeddings is None and config.average_checkpoints is False
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA the run uses fp16, not bf16")
