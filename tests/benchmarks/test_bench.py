@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,31 @@ def test_latency_worker_times_single_requests(engine: str, tmp_path: Path) -> No
     assert len(result["latencies_ms"]) == 200  # the worker's default request count, cycling over the texts
     assert all(x > 0 for x in result["latencies_ms"])
     assert result["peak_rss_mb"] > 50  # a loaded model, read from /proc
+
+
+def test_peers_are_rebuilt_when_the_bundled_model_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import engines
+
+    version = {"now": "aaaa"}
+    built: list[str] = []
+    monkeypatch.setattr(engines, "CACHE", tmp_path)
+    monkeypatch.setattr(engines, "bundled_version", lambda: version["now"])
+
+    def builder(name: str, path: Path) -> Callable[[], None]:
+        def build() -> None:
+            built.append(name)
+            path.write_text(version["now"])  # what the peer was derived from
+        return build
+
+    peers = {tmp_path / "tf": builder("tf", tmp_path / "tf"), tmp_path / "onnx": builder("onnx", tmp_path / "onnx")}
+    engines.prepare(peers)
+    assert built == ["tf", "onnx"]
+    engines.prepare(peers)  # same model: reused
+    assert built == ["tf", "onnx"]
+    version["now"] = "bbbb"  # a new bundled model: every peer derived again
+    engines.prepare(peers)
+    assert built == ["tf", "onnx", "tf", "onnx"]
+    assert (tmp_path / "tf").read_text() == (tmp_path / "onnx").read_text() == "bbbb"
+    (tmp_path / "onnx").unlink()  # a missing peer alone is rebuilt
+    engines.prepare(peers)
+    assert built[-1] == "onnx" and len(built) == 5
