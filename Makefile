@@ -19,7 +19,7 @@ OUTPUT ?= model_artifacts
 TRAIN_ARGS ?=
 # The bundled model: every training review the balance allows, 2 epochs, CPU bf16, the word-embedding
 # table kept from the previous bundled model (training/full_pool_notes.md says why).
-BUNDLED_ARGS := --run-dir runs/full --balance --seed 42 --validation-fraction 0.05 --test-fraction 0.05 \
+BUNDLED_ARGS := --run-dir runs/full --name sentiment-distilbert --balance --seed 42 --validation-fraction 0.05 --test-fraction 0.05 \
 	--max-length 128 --epochs 2 --min-epochs 2 --bf16 --frozen-embeddings model_artifacts/pytorch \
 	--average-checkpoints --resume --notes @training/full_pool_notes.md
 # make evaluate

@@ -21,6 +21,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", default=DEFAULT_BASE_MODEL, help="hub name or local directory (see `base`)")
     p.add_argument("--base-revision", default="main", help="hub revision (pin a commit) when --base-model is a hub name")
     p.add_argument("--output", type=Path, default=Path("model_artifacts"))
+    p.add_argument("--name", default=None, help="model name in model.json and every response "
+                                                "(default sentiment-<output folder>)")
     p.add_argument("--run-dir", type=Path, default=None, help="checkpoints and logs (default runs/<output name>)")
     p.add_argument("--epochs", type=float, default=10)
     p.add_argument("--min-epochs", type=int, default=5)

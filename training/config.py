@@ -20,6 +20,9 @@ class TrainConfig:
     base_model: str = field(default=DEFAULT_BASE_MODEL, metadata={"help": "hub name or local directory"})
     base_revision: str = field(default="main", metadata={"help": "hub revision (commit) of --base-model"})
     output: Path = field(default=Path("model_artifacts"), metadata={"help": "artifact directory"})
+    name: str | None = field(default=None, metadata={
+        "help": "model name in model.json and responses (default sentiment-<output folder>, "
+                "sentiment-distilbert for model_artifacts)"})
     run_dir: Path | None = field(default=None, metadata={"help": "checkpoints and logs (default runs/<output name>)"})
     epochs: float = field(default=10, metadata={"help": "at most this many epochs"})
     min_epochs: int = field(default=5, metadata={"help": "early stopping never stops before this epoch"})
@@ -63,6 +66,9 @@ class TrainConfig:
         if self.run_dir is None:
             self.run_dir = Path("runs") / self.output.resolve().name
         self.run_dir = Path(self.run_dir)
+        if self.name is None:
+            folder = self.output.resolve().name
+            self.name = "sentiment-distilbert" if folder == "model_artifacts" else f"sentiment-{folder}"
         if not self.data:
             raise ValueError("at least one --data file or folder is required")
         if self.epochs <= 0:

@@ -184,8 +184,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     epochs_run = max((e.get("epoch", 0) for e in log_history), default=0)
     steps = max((e.get("step", 0) for e in log_history), default=0)
     metadata = {
-        "name": f"sentiment-{output.resolve().name}" if output.resolve().name != "model_artifacts"
-        else "sentiment-distilbert",
+        "name": config.name,
         "version": version,
         "labels": list(LABELS),
         "max_length": config.max_length,

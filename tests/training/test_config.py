@@ -73,3 +73,12 @@ def test_early_stopping_waits_for_min_epochs() -> None:
 
 def test_early_stopping_keeps_going_while_improving() -> None:
     assert _run_evaluations([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3], min_epochs=5) is None
+
+
+def test_model_name_follows_the_output_folder_unless_given(tmp_path: Path) -> None:
+    def name(**values: object) -> str | None:
+        return TrainConfig(data=[tmp_path / "x.csv"], **values).name  # type: ignore[arg-type]
+
+    assert name(output=tmp_path / "model_artifacts") == "sentiment-distilbert"
+    assert name(output=tmp_path / "movies") == "sentiment-movies"
+    assert name(output=tmp_path / "artifacts", name="sentiment-distilbert") == "sentiment-distilbert"
