@@ -33,7 +33,9 @@ def test_backends_agree(models: dict[str, SentimentModel]) -> None:
     texts = CLEARLY_POSITIVE + CLEARLY_NEGATIVE + ["It is a kettle.", "Arrived on Tuesday, works as described."]
     tflite, _ = models["tflite"].predict_proba(texts)
     savedmodel, _ = models["savedmodel"].predict_proba(texts)
-    assert (tflite.argmax(1) == savedmodel.argmax(1)).all()
+    sure = savedmodel.max(1) >= 0.6  # a neutral text near 0.5 may fall either side; its probability may not move
+    assert (tflite.argmax(1) == savedmodel.argmax(1))[sure].all()
+    assert sure[:len(CLEARLY_POSITIVE + CLEARLY_NEGATIVE)].all()
     assert abs(tflite - savedmodel).max() < 0.05
 
 
