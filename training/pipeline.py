@@ -74,7 +74,7 @@ def write_reports(metadata: dict, output: Path, log_history: list[dict] | None) 
     plot_confusion_matrices({k: v for k, v in metadata["metrics"].items() if k != "validation"}, list(LABELS),
                             output / "confusion_matrices.png")
     if log_history is not None:
-        plot_learning_curves(log_history, output / "learning_curves.png")
+        plot_learning_curves(log_history, output / "learning_curves.png", metadata["training"].get("checkpoint_average"))
     write_model_card(metadata, output / "MODEL_CARD.md")
 
 

@@ -35,8 +35,8 @@ def plot_confusion_matrices(metrics: dict[str, dict], labels: list[str], path: P
     plt.close(fig)
 
 
-def plot_learning_curves(log_history: list[dict], path: Path) -> None:
-    """Training loss per logging step; validation loss and accuracy per epoch."""
+def plot_learning_curves(log_history: list[dict], path: Path, average: dict | None = None) -> None:
+    """Training loss per logging step; validation loss and accuracy per epoch; the checkpoint average's, if measured."""
     train = [(e["epoch"], e["loss"]) for e in log_history if "loss" in e]
     evals = [(e["epoch"], e["eval_loss"], e.get("eval_accuracy")) for e in log_history if "eval_loss" in e]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -45,6 +45,14 @@ def plot_learning_curves(log_history: list[dict], path: Path) -> None:
     if evals:
         left.plot([e[0] for e in evals], [e[1] for e in evals], "o-", label="validation loss")
         right.plot([e[0] for e in evals], [e[2] for e in evals], "o-", color="tab:green")
+    if evals and average and "validation_loss" in average:
+        label = f"checkpoint average ({'exported' if average['used'] else 'not used'})"
+        left.plot([evals[-1][0]], [average["validation_loss"]], "*", markersize=12, color="tab:red", label=label)
+        if average.get("validation_accuracy") is not None:
+            right.plot([evals[-1][0]], [average["validation_accuracy"]], "*", markersize=12, color="tab:red",
+                       label=label)
+            right.legend()
+    left.set_yscale("log")
     left.set_xlabel("epoch")
     left.legend()
     left.set_title("loss")
@@ -96,9 +104,11 @@ def _averaging_note(training: dict) -> str:
         return f"\nCheckpoint averaging was asked for: {record.get('reason')}; the best checkpoint is exported.\n"
     verdict = ("so the average is the exported model" if record["used"]
                else "so the best checkpoint is exported")
+    accuracy = (f" (validation accuracy {record['validation_accuracy']:.4f})"
+                if record.get("validation_accuracy") is not None else "")
     return (f"\nCheckpoint averaging: the uniform average of {', '.join(record['checkpoints'])} has validation loss "
-            f"{record['validation_loss']:.4f} against the best checkpoint's {record['best_checkpoint_validation_loss']:.4f}, "
-            f"{verdict}.\n")
+            f"{record['validation_loss']:.4f}{accuracy} against the best checkpoint's "
+            f"{record['best_checkpoint_validation_loss']:.4f}, {verdict}.\n")
 
 
 def _embeddings_note(config: dict) -> str:

@@ -209,10 +209,12 @@ def average_checkpoints(config: TrainConfig, trainer: Trainer, log_history: list
         raise RuntimeError(f"checkpoint averaging: state does not fit the model (missing {missing}, "
                            f"unexpected {unexpected})")
     trainer.model = model.to(trainer.args.device)
-    loss = float(trainer.evaluate()["eval_loss"])
-    best = float(min(losses))
+    measured = trainer.evaluate()
+    loss, best = float(measured["eval_loss"]), float(min(losses))
     record.update({"validation_loss": round(loss, 6), "best_checkpoint_validation_loss": round(best, 6),
                    "used": loss <= best})
+    if "eval_accuracy" in measured:
+        record["validation_accuracy"] = round(float(measured["eval_accuracy"]), 6)
     logger.info("checkpoint averaging of %s: validation loss %.4f vs best checkpoint %.4f -> %s",
                 ", ".join(record["checkpoints"]), loss, best,  # type: ignore[arg-type]
                 "using the average" if record["used"] else "keeping the best checkpoint")

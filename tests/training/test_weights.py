@@ -78,6 +78,7 @@ def test_averaging_decision_is_recorded_and_matches_the_weights(two_epoch_run: d
     checkpoints = kept_checkpoints(two_epoch_run["run"])
     assert record["checkpoints"] == [p.name for p in checkpoints] and len(checkpoints) == 2
     assert record["used"] == (record["validation_loss"] <= record["best_checkpoint_validation_loss"])
+    assert 0.0 <= record["validation_accuracy"] <= 1.0  # the Trainer's compute_metrics ran on the average
     exported = _weights(two_epoch_run["output"] / "pytorch")
     states = [_weights(p) for p in checkpoints]
     name = "distilbert.transformer.layer.1.attention.q_lin.weight"
