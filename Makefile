@@ -79,7 +79,7 @@ train: $(VENV)/.dev ## fine-tune + evaluate + export: DATA, FORMAT, EVAL_DATA, B
 	$(PY) -m training train --data $(DATA) --format $(FORMAT) $(if $(EVAL_DATA),--eval-data $(EVAL_DATA)) \
 		--base-model $(BASE_MODEL) --output $(OUTPUT) $(TRAIN_ARGS)
 
-train-bundled: ## reproduce the bundled model exactly: about 55 min of training on 2 CPU cores, into runs/full/artifacts
+train-bundled: ## reproduce the bundled model exactly: 35-55 min of training on 2 CPU cores, into runs/full/artifacts
 	$(MAKE) train OUTPUT=runs/full/artifacts TRAIN_ARGS="$(BUNDLED_ARGS)"
 
 evaluate: $(VENV)/.dev ## score MODEL on DATA with both backends: make evaluate DATA=file FORMAT=fasttext

@@ -177,7 +177,7 @@ def predict_labels(trainer: Trainer, examples: Examples, tokenizer: PreTrainedTo
 
 
 def kept_checkpoints(run_dir: Path) -> list[Path]:
-    """The checkpoints a run kept (the Trainer keeps the best and the latest), oldest first."""
+    """The checkpoints a run kept (the latest three, always including the best: save_total_limit), oldest first."""
     found = [p for p in (run_dir / "checkpoints").glob("checkpoint-*") if (p / "model.safetensors").is_file()]
     return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
 
