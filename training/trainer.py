@@ -20,6 +20,7 @@ from transformers import (
     TrainerControl,
     TrainerState,
     TrainingArguments,
+    set_seed,
 )
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -70,7 +71,12 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
 
 
 def load_base(config: TrainConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The base model with a fresh two-label classification head, and its tokenizer."""
+    """The base model with a fresh two-label classification head, and its tokenizer.
+
+    The head's random initialisation is seeded with ``config.seed`` (the Trainer seeds only after the
+    model exists), so the same command gives the same weights.
+    """
+    set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model, revision=config.base_revision, use_fast=True)
     model = AutoModelForSequenceClassification.from_pretrained(
         config.base_model,

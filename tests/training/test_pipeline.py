@@ -123,6 +123,24 @@ def test_resume_skips_finished_training(tiny_training_run: dict[str, Path], tiny
     assert again["version"] == first["version"]
 
 
+def test_the_same_command_trains_the_same_weights(tiny_training_run: dict[str, Path], tiny_base: Path,
+                                                  tmp_path: Path) -> None:
+    """A second full run of tiny_training_run's command (fresh run dir): same weights, same version.
+
+    The classification head is initialised at random before the Trainer seeds anything; without
+    seeding it first, the version differed between runs (the global RNG has moved on since).
+    """
+    from training.cli import main
+
+    code = main(["train", "--data", str(tiny_training_run["data"]), "--base-model", str(tiny_base),
+                 "--output", str(tmp_path / "again"), "--run-dir", str(tmp_path / "run"), "--max-steps", "4",
+                 "--max-length", "64", "--warmup-steps", "0", "--learning-rate", "1e-3", "--seed", "7"])
+    assert code == 0
+    again = json.loads((tmp_path / "again" / "model.json").read_text())
+    first = json.loads((tiny_training_run["output"] / "model.json").read_text())
+    assert again["version"] == first["version"]
+
+
 def test_bad_data_stops_the_run_with_a_message(tmp_path: Path, tiny_base: Path, capsys: pytest.CaptureFixture) -> None:
     from training.cli import main
 
