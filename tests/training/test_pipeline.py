@@ -138,12 +138,13 @@ def test_the_same_command_trains_the_same_weights(tiny_training_run: dict[str, P
     assert code == 0
     from safetensors.numpy import load_file
 
-    # the same weights up to float summation order (other tests may change the thread count in this process)
+    # the same weights up to float summation order, which Adam amplifies to ~2e-5 here (other tests change the
+    # thread count in this process); the head initialisations of two unseeded runs differ by ~2e-2
     again = load_file(str(tmp_path / "again" / "pytorch" / "model.safetensors"))
     first = load_file(str(tiny_training_run["output"] / "pytorch" / "model.safetensors"))
     assert set(again) == set(first)
     for name in first:
-        assert np.allclose(again[name], first[name], atol=1e-5), name  # an unseeded head differs by ~1e-2
+        assert np.allclose(again[name], first[name], atol=1e-3), name  # an unseeded head differs by ~2e-2
 
 
 def test_bad_data_stops_the_run_with_a_message(tmp_path: Path, tiny_base: Path, capsys: pytest.CaptureFixture) -> None:
