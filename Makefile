@@ -26,7 +26,7 @@ BUNDLED_ARGS := --run-dir runs/full --name sentiment-distilbert --balance --seed
 MODEL ?= model_artifacts
 
 .DEFAULT_GOAL := help
-.PHONY: help invoke score serve test lint train train-bundled base evaluate bench bench-bulk soak load scan clean
+.PHONY: help invoke score serve test lint train train-bundled base evaluate bench bench-bulk soak load scan clean image sam-invoke sam-api
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -62,10 +62,10 @@ serve: $(VENV)/.app ## answer HTTP on 127.0.0.1:$(PORT) through the handler (cur
 	MODEL_BACKEND=$(BACKEND) $(PY) -m local.serve --port $(PORT)
 
 lint: $(VENV)/.dev ## ruff, cfn-lint, hadolint, bandit
-	$(VENV)/bin/ruff check app training local tests benchmarks
+	$(VENV)/bin/ruff check app training local tests benchmarks image
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/hadolint Dockerfile
-	$(VENV)/bin/bandit -q -c pyproject.toml -r app training local benchmarks
+	$(VENV)/bin/bandit -q -c pyproject.toml -r app training local benchmarks image
 
 test: $(VENV)/.dev node_modules/.bin/asl-validator ## lint, then the whole test suite
 	$(MAKE) --no-print-directory lint
@@ -107,3 +107,20 @@ load: $(VENV)/.app ## make serve under wrk (DURATION=20 CONNECTIONS=8), bounded 
 scan: ## IaC scan of template.yaml with checkov (own virtualenv: its pins clash with the app's)
 	@test -x .venv-scan/bin/checkov || ($(PYTHON) -m venv .venv-scan && .venv-scan/bin/pip install -q -r requirements/scan.txt)
 	BC_SKIP_MAPPING=TRUE .venv-scan/bin/checkov -f template.yaml --framework cloudformation --compact --quiet
+
+# The function image and the SAM CLI (docs/image.md). A container engine is started where none answers
+# and stopped again afterwards (image/engine.sh); the stand-in base is built where the real one is absent.
+.venv-sam/.installed: requirements/sam.txt
+	@echo "installing the AWS SAM CLI into .venv-sam/ ..." >&2
+	@test -x .venv-sam/bin/python || $(PYTHON) -m venv .venv-sam >&2
+	@.venv-sam/bin/pip install -q -r requirements/sam.txt >&2
+	@touch $@
+
+image: .venv-sam/.installed ## build the function image (BACKEND=tflite|savedmodel) through a local engine
+	@bash image/build.sh $(BACKEND)
+
+sam-invoke: .venv-sam/.installed ## sam build if sources changed, then sam local invoke on events/$(EVENT).json
+	@$(PYTHON) -m image.sam invoke $(EVENT)
+
+sam-api: .venv-sam/.installed ## sam local start-api on 127.0.0.1:$(PORT)
+	@$(PYTHON) -m image.sam api --port $(PORT)

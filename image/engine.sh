@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# A container engine for this project's image tooling: use one that answers, else start Debian's
+# docker.io daemon with its own data root, exec root and socket, and stop it again afterwards.
+#
+#   bash image/engine.sh start   prints `export DOCKER_HOST=...` lines to eval; starts a daemon only
+#                                where none answers (installing docker.io with apt-get where dockerd is missing)
+#   bash image/engine.sh stop    stops the daemon only if `start` started it (its pid file says so)
+#   bash image/engine.sh status  exit 0 when an engine answers
+#
+# The daemon binds published ports to 127.0.0.1 by default (--ip), so a `-p 9000:8080` never listens on
+# another address; containers reach this machine only (the project's own test hosts).
+set -euo pipefail
+
+STATE=${SENTIMENT_ENGINE_STATE:-/var/lib/sentiment-engine}
+SOCKET=${SENTIMENT_ENGINE_SOCKET:-/run/sentiment-engine/docker.sock}
+PIDFILE=$STATE/dockerd.pid
+LOG=$STATE/dockerd.log
+# Pinned to what Debian 12 ships (engine 20.10); the client on PATH may be newer and talks down to it.
+DOCKER_IO_VERSION=${DOCKER_IO_VERSION:-20.10.24+dfsg1-1+deb12u1+b6}
+
+say() { echo "engine: $*" >&2; }
+
+answers() { timeout 20 docker ${1:+-H "$1"} info >/dev/null 2>&1; }
+
+ensure_dockerd() {
+  command -v dockerd >/dev/null && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    say "no engine answers and dockerd is not installed (install docker, or run as root on Debian)"; exit 3
+  fi
+  say "installing Debian's docker.io $DOCKER_IO_VERSION (apt-get) ..."
+  apt-get update -q >&2
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "docker.io=$DOCKER_IO_VERSION" >&2; then
+    say "docker.io $DOCKER_IO_VERSION is not available here; installing the candidate version"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io >&2
+  fi
+}
+
+start() {
+  if [ -n "${DOCKER_HOST:-}" ] && answers "$DOCKER_HOST"; then say "using the engine at $DOCKER_HOST"; return 0; fi
+  if [ -S "$SOCKET" ] && answers "unix://$SOCKET"; then
+    say "using the running engine at unix://$SOCKET"; echo "export DOCKER_HOST=unix://$SOCKET"; return 0
+  fi
+  if [ -z "${DOCKER_HOST:-}" ] && answers ""; then say "using the default engine"; return 0; fi
+  ensure_dockerd
+  mkdir -p "$STATE/data" "$STATE/exec" "$(dirname "$SOCKET")"
+  say "starting dockerd (data root $STATE/data, socket $SOCKET, log $LOG)"
+  # setsid: the daemon outlives this script (make calls start and stop in separate shells).
+  setsid dockerd --data-root "$STATE/data" --exec-root "$STATE/exec" --pidfile "$PIDFILE" \
+    -H "unix://$SOCKET" --ip 127.0.0.1 --userland-proxy=true >"$LOG" 2>&1 </dev/null &
+  echo $! >"$STATE/started-by-us"
+  for _ in $(seq 1 60); do
+    if answers "unix://$SOCKET"; then echo "export DOCKER_HOST=unix://$SOCKET"; return 0; fi
+    if ! kill -0 "$(cat "$STATE/started-by-us")" 2>/dev/null; then break; fi
+    sleep 1
+  done
+  say "dockerd did not answer within 60 s; its log:"; tail -20 "$LOG" >&2; stop; exit 3
+}
+
+stop() {
+  [ -f "$STATE/started-by-us" ] || { say "not stopping an engine this script did not start"; return 0; }
+  local pid; pid=$(cat "$STATE/started-by-us")
+  if kill -0 "$pid" 2>/dev/null; then
+    say "stopping dockerd (pid $pid)"
+    # Containers left running are removed first, so the daemon exits promptly and leaves no shims.
+    local ids; ids=$(docker -H "unix://$SOCKET" ps -q 2>/dev/null || true)
+    [ -z "$ids" ] || docker -H "unix://$SOCKET" rm -f $ids >/dev/null 2>&1 || true
+    kill "$pid"
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -0 "$pid" 2>/dev/null && { say "dockerd still running after 30 s: SIGKILL"; kill -9 "$pid"; }
+  fi
+  rm -f "$STATE/started-by-us"
+  # What the daemon made on the host: its bridge and its iptables chains (the data root is kept as a
+  # build cache; `bash image/engine.sh purge` removes it).
+  ip link delete docker0 2>/dev/null || true
+  if command -v iptables >/dev/null; then
+    for chain in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
+      for table in filter nat; do
+        iptables -t "$table" -S 2>/dev/null | grep -E "^-A [A-Z]+ .*-j $chain\$" | sed 's/^-A/-D/' \
+          | while read -r rule; do eval "iptables -t $table $rule" 2>/dev/null || true; done
+        iptables -t "$table" -F "$chain" 2>/dev/null || true
+        iptables -t "$table" -X "$chain" 2>/dev/null || true
+      done
+    done
+  fi
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) if [ -S "$SOCKET" ]; then answers "unix://$SOCKET"; else answers "${DOCKER_HOST:-}"; fi ;;
+  purge) stop; rm -rf "$STATE" ;;
+  *) echo "usage: bash image/engine.sh start|stop|status|purge" >&2; exit 2 ;;
+esac
