@@ -141,13 +141,23 @@ def float_embeddings(quantized: bytes, fp32: bytes) -> bytes:
     """``quantized`` with its int8 embedding tables replaced by the float32 ones of ``fp32``.
 
     Dynamic-range quantization gives fully connected weights one scale per output channel, but a
-    GATHER table (token and position embeddings) one scale for the whole table, followed by a
-    DEQUANTIZE. On the bundled model keeping them float halved the largest probability difference
-    against fp32 (0.19 -> 0.10) and removed 5 of 12 label flips on 2,000 texts. Here each such
-    GATHER reads the float32 table of the same conversion without quantization and the DEQUANTIZE
-    is dropped. Only the rows a text uses are read, so the cost is file size
-    (+4 bytes x vocabulary x hidden), not compute.
-    ``quantized`` and ``fp32`` must be conversions of the same signatures.
+    GATHER table (token and position embeddings) one scale for the whole table. On the bundled model
+    keeping them float halved the largest probability difference against fp32 (0.19 -> 0.10) and
+    removed 5 of 12 label flips on 2,000 texts. Each table of ``quantized`` is read by a GATHER in
+    one of three ways, and is matched in graph order with the float32 table of the same GATHER in
+    ``fp32`` (the same signatures converted without quantization):
+
+    - int8 table -> GATHER -> DEQUANTIZE (the usual form): the GATHER reads the float32 table and
+      the DEQUANTIZE is dropped. Only the rows a text uses are read, so the cost is file size
+      (+4 bytes x vocabulary x hidden), not compute.
+    - int8 table -> DEQUANTIZE -> GATHER: the converter dequantizes the whole table first when a
+      lookup reads more rows than the table has (a 60-token vocabulary in a 64- or 128-token
+      signature). The DEQUANTIZE is dropped and the GATHER reads the float32 table.
+    - float32 table -> GATHER: a table the converter did not quantize; it must equal the float32
+      conversion's, and there is nothing to replace.
+
+    Anything else (a table whose shape or weights differ, an int8 lookup not followed by exactly one
+    DEQUANTIZE, an ``fp32`` that holds int8 weights) raises ExportError.
     """
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
@@ -155,46 +165,87 @@ def float_embeddings(quantized: bytes, fp32: bytes) -> bytes:
     int8_model = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantized))
     float_model = flatbuffer_utils.convert_bytearray_to_object(bytearray(fp32))
     gather, dequantize = schema.BuiltinOperator.GATHER, schema.BuiltinOperator.DEQUANTIZE
+    int8, float32 = schema.TensorType.INT8, schema.TensorType.FLOAT32
 
     def op_code(model, op) -> int:  # type: ignore[no-untyped-def]
         code = model.operatorCodes[op.opcodeIndex]
         return max(code.builtinCode, code.deprecatedBuiltinCode)
 
-    def tables(model, graph, tensor_type: int) -> list:  # type: ignore[no-untyped-def]
-        """GATHER ops whose table is a constant of ``tensor_type``, in graph order."""
-        return [op for op in graph.operators if op_code(model, op) == gather
-                and graph.tensors[op.inputs[0]].type == tensor_type
-                and model.buffers[graph.tensors[op.inputs[0]].buffer].data is not None]
+    def constant(model, graph, index: int) -> bool:  # type: ignore[no-untyped-def]
+        return model.buffers[graph.tensors[index].buffer].data is not None
+
+    if any(t.type == int8 and constant(float_model, g, i) for g in float_model.subgraphs for i, t in enumerate(g.tensors)):
+        raise ExportError("the float conversion holds int8 weights: it is not a conversion without quantization, "
+                          "so it cannot supply float embedding tables")
+
+    def lookups(graph) -> list[tuple[object, str, int, object]]:  # type: ignore[no-untyped-def]
+        """(GATHER, form, table tensor, DEQUANTIZE or None) for each GATHER of a constant table of ``quantized``."""
+        producers = {out: op for op in graph.operators for out in op.outputs}
+        found = []
+        for op in graph.operators:
+            if op_code(int8_model, op) != gather:
+                continue
+            table = op.inputs[0]
+            source = producers.get(table)
+            if constant(int8_model, graph, table) and graph.tensors[table].type in (int8, float32):
+                found.append((op, "int8" if graph.tensors[table].type == int8 else "float", table, None))
+            elif (source is not None and op_code(int8_model, source) == dequantize
+                  and constant(int8_model, graph, source.inputs[0]) and graph.tensors[source.inputs[0]].type == int8):
+                found.append((op, "dequantized", source.inputs[0], source))
+        return found
+
+    def drop(graph, op, replacement: int) -> None:  # type: ignore[no-untyped-def]
+        """Remove the one-output ``op``; its readers (and the graph's outputs) read ``replacement`` instead."""
+        graph.operators.remove(op)
+        removed = op.outputs[0]
+        for other in graph.operators:
+            other.inputs = [replacement if t == removed else t for t in other.inputs]
+        graph.outputs = [replacement if t == removed else t for t in graph.outputs]
 
     new_buffers: dict[int, int] = {}  # float model buffer -> its copy in the int8 model
+    forms: dict[str, int] = {"int8": 0, "dequantized": 0, "float": 0}
     for graph, float_graph in zip(int8_model.subgraphs, float_model.subgraphs, strict=True):
         if graph.name != float_graph.name:
             raise ExportError(f"TFLite conversions differ: subgraph {graph.name!r} vs {float_graph.name!r}")
-        quantized_ops = tables(int8_model, graph, schema.TensorType.INT8)
-        float_ops = tables(float_model, float_graph, schema.TensorType.FLOAT32)
-        if len(quantized_ops) != len(float_ops):
-            raise ExportError(f"subgraph {graph.name!r}: {len(quantized_ops)} int8 embedding tables "
-                              f"but {len(float_ops)} float ones")
-        for op, float_op in zip(quantized_ops, float_ops, strict=True):
-            table, float_table = graph.tensors[op.inputs[0]], float_graph.tensors[float_op.inputs[0]]
+        found = lookups(graph)
+        float_ops = [op for op in float_graph.operators if op_code(float_model, op) == gather
+                     and float_graph.tensors[op.inputs[0]].type == float32 and constant(float_model, float_graph, op.inputs[0])]
+        if len(found) != len(float_ops):
+            raise ExportError(f"subgraph {graph.name!r}: {len(found)} embedding tables in the quantized conversion "
+                              f"but {len(float_ops)} in the float one")
+        for (op, form, index, dequantized_by), float_op in zip(found, float_ops, strict=True):
+            table, float_table = graph.tensors[index], float_graph.tensors[float_op.inputs[0]]
             if list(table.shape) != list(float_table.shape):
                 raise ExportError(f"embedding shapes differ: {list(table.shape)} vs {list(float_table.shape)}")
+            float_data = float_model.buffers[float_table.buffer].data
+            forms[form] += 1
+            if form == "float":
+                if bytes(int8_model.buffers[table.buffer].data) != bytes(float_data):
+                    raise ExportError(f"subgraph {graph.name!r}: an embedding table {list(table.shape)} that the "
+                                      "converter left float differs from the float conversion's")
+                continue
+            if form == "dequantized":
+                readers = [o for o in graph.operators if index in list(o.inputs)]
+                if readers != [dequantized_by]:
+                    raise ExportError(f"subgraph {graph.name!r}: an int8 embedding table read by more than one DEQUANTIZE")
+            else:
+                gathered = op.outputs[0]
+                consumers = [o for o in graph.operators if gathered in list(o.inputs)]
+                if [op_code(int8_model, o) for o in consumers] != [dequantize]:
+                    raise ExportError(f"subgraph {graph.name!r}: an int8 embedding lookup not followed by one DEQUANTIZE")
             if float_table.buffer not in new_buffers:
                 copy = schema.BufferT()
-                copy.data = float_model.buffers[float_table.buffer].data
+                copy.data = float_data
                 int8_model.buffers.append(copy)
                 new_buffers[float_table.buffer] = len(int8_model.buffers) - 1
-            table.buffer, table.type, table.quantization = new_buffers[float_table.buffer], schema.TensorType.FLOAT32, None
-            gathered = op.outputs[0]
-            consumers = [o for o in graph.operators if gathered in list(o.inputs)]
-            if [op_code(int8_model, o) for o in consumers] != [dequantize]:
-                raise ExportError(f"subgraph {graph.name!r}: an int8 embedding lookup not followed by one DEQUANTIZE")
-            graph.tensors[gathered].type, graph.tensors[gathered].quantization = schema.TensorType.FLOAT32, None
-            dequantized = consumers[0].outputs[0]
-            graph.operators.remove(consumers[0])
-            for other in graph.operators:
-                other.inputs = [gathered if t == dequantized else t for t in other.inputs]
-            graph.outputs = [gathered if t == dequantized else t for t in graph.outputs]
+            table.buffer, table.type, table.quantization = new_buffers[float_table.buffer], float32, None
+            if form == "dequantized":
+                drop(graph, dequantized_by, index)  # the GATHER now reads the float table itself
+            else:
+                graph.tensors[gathered].type, graph.tensors[gathered].quantization = float32, None
+                drop(graph, consumers[0], gathered)
+    logger.info("embedding tables made float32: %d int8 lookups, %d dequantized before the lookup; %d left float "
+                "by the converter", forms["int8"], forms["dequantized"], forms["float"])
     used = {t.buffer for graph in int8_model.subgraphs for t in graph.tensors}
     used |= {entry.buffer for entry in int8_model.metadata or []}  # e.g. min_runtime_version
     for index, buffer in enumerate(int8_model.buffers):
