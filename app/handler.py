@@ -21,6 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from app import docs
 from app.errors import BodyTooLargeError, error_response, parse_json_body, validation_details
 from app.model import SentimentModel
 from app.schemas import ErrorResponse, HealthResponse, ModelInfo, PredictRequest, PredictResponse, Result
@@ -34,6 +35,8 @@ app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=pars
 # Cold start: load once per execution environment; a broken artifact stops start-up here.
 model = SentimentModel.from_settings(settings)
 ROUTES = {"/predict": ("POST",), "/health": ("GET",), "/openapi.json": ("GET",)}
+if settings.api_docs:
+    ROUTES.update({"/docs": ("GET",), **{f"/docs/{name}": ("GET",) for name in docs.ASSETS}})
 ERRORS = {int(s): {"description": s.phrase, "content": {"application/json": {"model": ErrorResponse}}} for s in (
     HTTPStatus.BAD_REQUEST, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.INTERNAL_SERVER_ERROR)}
@@ -114,6 +117,32 @@ def openapi() -> dict:
     document["paths"]["/predict"]["post"]["requestBody"] = {
         "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}
     return document
+
+
+def _base_path() -> str:
+    """``/<stage>`` when the request's path carries the API Gateway stage (an execute-api URL), else ``""``.
+
+    ``""`` for a custom domain, a ``$default`` stage, a Function URL and make serve: the page then links from the root.
+    """
+    event = app.current_event.raw_event
+    context = event.get("requestContext") or {}
+    stage, path = context.get("stage"), context.get("path") or event.get("rawPath") or ""
+    return f"/{stage}" if stage and stage != "$default" and path.startswith(f"/{stage}/") else ""
+
+
+if settings.api_docs:  # off unless asked for (API_DOCS=true; template parameter ApiDocs): see app/docs.py
+
+    @app.get("/docs", summary="Swagger UI for this API", include_in_schema=False, enable_validation=False)
+    def docs_page() -> Response[str]:
+        html, headers = docs.page(openapi(), _base_path())
+        return Response(HTTPStatus.OK.value, "text/html; charset=utf-8", html, headers=headers)
+
+    @app.get("/docs/<name>", include_in_schema=False, enable_validation=False)
+    def docs_asset(name: str) -> Response[str]:
+        if name not in docs.ASSETS:
+            raise NotFoundError
+        body, content_type = docs.asset(name)
+        return Response(HTTPStatus.OK.value, content_type, body, headers={"Cache-Control": "public, max-age=86400"})
 
 
 @app.exception_handler(RequestUnsupportedContentType)

@@ -22,6 +22,15 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise ValueError(f"{name}={raw!r} must be true or false")
+    return raw == "true"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Read once at cold start."""
@@ -39,6 +48,8 @@ class Settings:
     bulk_chunk: int
     bulk_time_margin_s: int
     bulk_part_bytes: int
+    api_docs: bool = False  # GET /docs answers Swagger UI (make serve: on; deployed: template parameter ApiDocs)
+    s3_endpoint_url: str | None = None  # a local S3 for `sam local invoke BatchFunction` (docs/image.md)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,6 +68,8 @@ class Settings:
             bulk_chunk=_int("BULK_CHUNK", 256),
             bulk_time_margin_s=_int("BULK_TIME_MARGIN_S", 30, minimum=0),
             bulk_part_bytes=_int("BULK_PART_BYTES", 8 << 20, minimum=5 << 20),
+            api_docs=_bool("API_DOCS", False),
+            s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL", "").strip() or None,  # empty: the region's S3
         )
 
 

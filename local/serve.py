@@ -1,7 +1,8 @@
 """``python -m local.serve``: answer HTTP on 127.0.0.1 through the real Lambda handler.
 
 Each request becomes an API Gateway REST proxy event, as API Gateway would build it, so curl or
-a browser sees what a deployed endpoint answers (minus the API key check).
+a browser sees what a deployed endpoint answers (minus the API key check). ``GET /docs`` answers
+Swagger UI (``API_DOCS=true`` unless the environment or ``--no-docs`` says otherwise).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 import threading
 import time
@@ -78,13 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--no-docs", action="store_true", help="leave GET /docs off, as the deployed API's default")
     args = parser.parse_args(argv)
     sys.stdout = sys.stderr  # keep Powertools' logs with the server's
+    # Swagger UI is for people trying the API: on here unless asked not to (the handler reads it at import).
+    os.environ["API_DOCS"] = "false" if args.no_docs else os.environ.get("API_DOCS", "true")
     import app.handler  # noqa: F401  cold start before the first request
 
     server = ThreadingHTTPServer((args.host, args.port), Handler)
+    from app.settings import settings
+
+    docs = f", Swagger UI on http://{args.host}:{args.port}/docs" if settings.api_docs else ""
     print(f"serving the Lambda handler on http://{args.host}:{args.port} "
-          f"(POST /predict, GET /health, GET /openapi.json); Ctrl-C stops", file=sys.stderr)
+          f"(POST /predict, GET /health, GET /openapi.json{docs}); Ctrl-C stops", file=sys.stderr)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
