@@ -32,6 +32,10 @@ class TrainConfig:
     train_source: list[str] = field(default_factory=list, metadata={
         "help": "train only on texts from files whose path contains one of these (split unchanged)"})
     balance: bool = field(default=False, metadata={"help": "down-sample the majority label in training"})
+    holdout_category: list[str] = field(default_factory=list, metadata={
+        "help": "product category kept out of training and validation entirely and evaluated on its own (repeatable)"})
+    category_cap: int | None = field(default=None, metadata={
+        "help": "at most this many training texts per product category and label (spreads the sample over categories)"})
     title_examples: bool = field(default=False, metadata={
         "help": "also train on each training review's title as a short text of its own"})
     bf16: bool = field(default=False, metadata={
@@ -83,6 +87,8 @@ class TrainConfig:
             raise ValueError("validation and test fractions must be between 0 and 0.5")
         if self.max_train_samples is not None and self.max_train_samples < 2:
             raise ValueError(f"--max-train-samples must be at least 2, got {self.max_train_samples}")
+        if self.category_cap is not None and self.category_cap < 1:
+            raise ValueError(f"--category-cap must be at least 1, got {self.category_cap}")
         if self.positive_label == self.negative_label:
             raise ValueError("--positive-label and --negative-label must differ")
 

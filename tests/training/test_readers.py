@@ -134,4 +134,5 @@ def test_every_shared_file_reads_with_auto() -> None:
     assert len(files) >= 15
     formats = {read_file(path, "auto").fmt for path in files
                if path.suffix != ".parquet" or path.name.startswith("part-00000")}
-    assert formats == {"amazon-reviews", "blitzer", "uci", "sst2", "vader", "video-download"}
+    assert formats == {"amazon-reviews", "blitzer", "uci", "sst2", "vader", "video-download", "mcauley", "fdu-mtl",
+                       "hatn", "cr"}

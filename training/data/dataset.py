@@ -19,7 +19,13 @@ _BR = re.compile(r"<\s*br\s*/?\s*>", re.I)
 _TAG = re.compile(r"</?(?:p|div|span|i|b|em|strong|a)(?:\s[^>]*)?>", re.I)
 _SPACE = re.compile(r"\s+")
 _SKIP_NAMES = {"readme", "license"}
-_DATA_SUFFIXES = {".parquet", ".review", ".csv", ".tsv", ".txt", ".ft"}
+_SKIP_SUFFIXES = {".md", ".json", ".yaml", ".yml", ".py"}
+
+
+def _is_data_file(path: Path) -> bool:
+    """Every file in a data folder is read, except documentation; one whose format cannot be told stops the run."""
+    return (path.is_file() and not path.name.startswith(".") and path.stem.lower() not in _SKIP_NAMES
+            and path.suffix.lower() not in _SKIP_SUFFIXES)
 
 
 def clean_text(text: str) -> str:
@@ -31,9 +37,61 @@ def clean_text(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
 def text_key(text: str) -> str:
-    """Key under which two texts count as the same (case and spacing ignored)."""
-    return _SPACE.sub(" ", text.lower()).strip()
+    """Key under which two texts count as the same: lowercase letters and digits only.
+
+    Case, spacing, punctuation and tokenization are ignored, so ``I've`` (raw), ``I 've`` (McAuley) and
+    ``i 've`` (FDU-MTL) give the same key.
+    """
+    return _NOT_ALNUM.sub("", text.lower().replace("\u2019", "'"))
+
+
+# How much a source's copy of a review was processed: of several copies the least processed one is kept.
+PROCESSING_RANK = {"amazon-reviews": 0, "blitzer": 0, "csv": 0, "polarity-csv": 0, "fasttext": 0, "video-download": 0,
+                   "hatn": 1, "uci": 1, "sst2": 1, "vader": 1, "mcauley": 2, "cr": 3, "fdu-mtl": 3}
+_PREFIX_CHARS = 64  # a copy cut short (FDU-MTL truncates long reviews) still shares the first 64 key characters
+_CATEGORY_ALIASES = {"kitchen": "kitchen_housewares", "grocery_gourmet_food": "grocery",
+                     "clothing_shoes_jewelry": "apparel"}
+_FILE_ONLY_NAMES = {"positive", "negative", "unlabeled", "review_positive", "review_negative"}
+
+
+def category_of(path: Path) -> str:
+    """Product category from the file and folder names.
+
+    ``Books_train.tsv`` -> ``books``, ``toys_games.task.train`` -> ``toys_games``, ``grocery_all.review`` ->
+    ``grocery``, ``books/positive.review`` -> ``books``, ``amazon_us_reviews_digital_software/part-0.parquet``
+    -> ``digital_software``. Names are lowercased, ``_and_`` dropped and a few synonyms of the sources
+    merged (``kitchen`` = ``kitchen_housewares``), so one category collects every source's reviews.
+    """
+    name = path.name.split(".")[0]
+    name = re.sub(r"_(train|dev|test|all)$", "", name)
+    if name.lower() in _FILE_ONLY_NAMES or name.lower().startswith("part-") or not name:
+        name = path.parent.name
+    name = re.sub(r"^amazon_us_reviews_", "", name.lower()).replace("_and_", "_")
+    return _CATEGORY_ALIASES.get(name, name)
+
+
+def _dedup_keys(text: str, title: str, fmt: str) -> list[str]:
+    """The keys under which ``text`` is looked up: the whole text, and the start of its body.
+
+    A source may drop the title (FDU-MTL, McAuley) or cut a long review short (FDU-MTL); the body's
+    first ``_PREFIX_CHARS`` key characters still match the full copy. HATN joins title and body with
+    ". " without saying where the title ends: the first two such points are tried.
+    """
+    key = text_key(text)
+    bodies = [key]
+    title_key = text_key(title) if title else ""
+    if title_key and key.startswith(title_key):
+        bodies.append(key[len(title_key):])
+    if fmt == "hatn":
+        parts = text.split(". ", 2)
+        bodies += [text_key(". ".join(parts[i:])) for i in range(1, len(parts))]
+    keys = [key]
+    keys += [f"^{body[:_PREFIX_CHARS]}" for body in bodies if len(body) >= _PREFIX_CHARS]
+    return list(dict.fromkeys(keys))
 
 
 @dataclass
@@ -45,6 +103,8 @@ class Examples:
     report: dict[str, object] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)  # file each text was read from (empty when unknown)
     titles: list[str] = field(default_factory=list)  # each review's cleaned title ("" when none; empty when unknown)
+    categories: list[str] = field(default_factory=list)  # each text's product category (empty when unknown)
+    datasets: list[str] = field(default_factory=list)  # the data set (folder under --data) each text came from
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -56,61 +116,98 @@ class Examples:
 
 def expand_paths(paths: list[Path]) -> list[Path]:
     """Files named directly, plus every data file found under named directories."""
-    files: list[Path] = []
+    return [file for file, _ in expand_with_sources(paths)]
+
+
+def expand_with_sources(paths: list[Path]) -> list[tuple[Path, str]]:
+    """Each data file with its data set's name: the folder under a named directory it sits in.
+
+    ``--data ../shared/data/train`` gives ``mcauley_24_categories`` for every file under that folder; a
+    file named directly, or lying directly in a named folder, takes its parent folder's name.
+    """
+    found: list[tuple[Path, str]] = []
     for path in paths:
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix in _DATA_SUFFIXES and p.stem.lower() not in _SKIP_NAMES
-            )
-            if not found:
-                raise DataError(f"{path}: directory holds no data files ({sorted(_DATA_SUFFIXES)})")
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise DataError(f"{path}: no such file or directory")
-    return files
+        for file in _expand_one(path):
+            relative = file.relative_to(path).parts if path.is_dir() else ()
+            found.append((file, relative[0] if len(relative) > 1 else file.parent.name))
+    return found
+
+
+def _expand_one(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if _is_data_file(p))
+        if not found:
+            raise DataError(f"{path}: directory holds no data files")
+        return found
+    if path.exists():
+        return [path]
+    raise DataError(f"{path}: no such file or directory")
 
 
 def load_examples(paths: list[Path], fmt: str = "auto", spec: LabelSpec | None = None) -> Examples:
-    """Read, clean and de-duplicate every file; conflicting duplicates are dropped entirely."""
-    results: list[ReadResult] = [read_file(p, fmt, spec) for p in expand_paths(paths)]
-    by_key: dict[str, tuple[str, int, str, str]] = {}
-    conflicting: set[str] = set()
-    duplicates = empty = 0
-    for result in results:
-        source = str(result.path)
+    """Read, clean and de-duplicate every file across sources; conflicting duplicates are dropped entirely.
+
+    Copies of one review are found on ``text_key`` (and on the start of the body, ``_dedup_keys``);
+    of several copies the least processed is kept (``PROCESSING_RANK``: raw reviews before tokenized or
+    lowercased ones), and what each data set lost to duplicates is counted in the report.
+    """
+    results: list[ReadResult] = []
+    for path, source in expand_with_sources(paths):
+        result = read_file(path, fmt, spec)
+        result.source, result.category = source, category_of(path)
+        results.append(result)
+    kept: list[tuple[str, int, ReadResult, str]] = []  # text, label, where from, title
+    owner: dict[str, int] = {}  # dedup key -> index into kept
+    conflicting: set[int] = set()
+    duplicates: Counter[str] = Counter()
+    empty = 0
+    ranked = sorted(range(len(results)), key=lambda i: PROCESSING_RANK.get(results[i].fmt, 1))  # stable: file order
+    for result in (results[i] for i in ranked):
         titles = result.titles or [""] * len(result.texts)
         for raw, label, title in zip(result.texts, result.labels, titles, strict=True):
             text = clean_text(raw)
             if not text:
                 empty += 1
                 continue
-            key = text_key(text)
-            if key in by_key:
-                duplicates += 1
-                if by_key[key][1] != label:
-                    conflicting.add(key)
+            title = clean_text(title) if title else ""
+            keys = _dedup_keys(text, title, result.fmt)
+            match = next((owner[k] for k in keys if k in owner), None)
+            if match is not None:
+                duplicates[result.source] += 1
+                if kept[match][1] != label:
+                    conflicting.add(match)
                 continue
-            by_key[key] = (text, label, source, clean_text(title) if title else "")
+            for k in keys:
+                owner[k] = len(kept)
+            kept.append((text, label, result, title))
     examples = Examples()
-    for key, (text, label, source, title) in by_key.items():
-        if key not in conflicting:
+    for index, (text, label, result, title) in enumerate(kept):
+        if index not in conflicting:
             examples.texts.append(text)
             examples.labels.append(label)
-            examples.sources.append(source)
+            examples.sources.append(str(result.path))
             examples.titles.append(title)
+            examples.categories.append(result.category)
+            examples.datasets.append(result.source)
+    per_source: dict[str, dict[str, int]] = {}
+    for r in results:
+        entry = per_source.setdefault(r.source, {"rows": 0, "duplicates_dropped": 0, "kept": 0})
+        entry["rows"] += len(r.texts)
+    for source, count in duplicates.items():
+        per_source[source]["duplicates_dropped"] = count
+    for source in examples.datasets:
+        per_source[source]["kept"] += 1
     examples.report = {
         "files": [
-            {"path": str(r.path), "format": r.fmt, "rows": len(r.texts), "bad_rows": r.bad_rows,
-             "neutral_dropped": r.dropped_neutral}
+            {"path": str(r.path), "format": r.fmt, "source": r.source, "category": r.category, "rows": len(r.texts),
+             "bad_rows": r.bad_rows, "neutral_dropped": r.dropped_neutral}
             for r in results
         ],
+        "sources": per_source,
         "bad_rows": sum(r.bad_rows for r in results),
         "neutral_dropped": sum(r.dropped_neutral for r in results),
         "empty_after_cleaning": empty,
-        "duplicates_dropped": duplicates,
+        "duplicates_dropped": sum(duplicates.values()),
         "conflicting_labels_dropped": len(conflicting),
         "examples": len(examples),
         "labels": examples.counts(),
@@ -121,6 +218,31 @@ def load_examples(paths: list[Path], fmt: str = "auto", spec: LabelSpec | None =
     return examples
 
 
+def drop_eval_leaks(examples: Examples, eval_texts: list[str]) -> Examples:
+    """``examples`` without the texts that contain (most of) an evaluation text or sit inside one (``leaks``).
+
+    Run on the whole pool before splitting, so validation and test are as clean as training. The counts
+    go into the report (``leaks``), per data set too.
+    """
+    from training.data.leaks import MIN_WORDS, NGRAM, SHARE, find_leaks
+
+    found = find_leaks(examples.texts, eval_texts)
+    dropped = found.dropped
+    keep = [i for i in range(len(examples)) if i not in dropped]
+    cleaned = _subset(examples, keep)
+    by_source = Counter(examples.datasets[i] for i in dropped) if examples.datasets else Counter()
+    cleaned.report = {**examples.report, "examples": len(cleaned), "labels": cleaned.counts(), "leaks": {
+        "method": f"word {NGRAM}-grams on lowercase letters and digits, texts of {MIN_WORDS}+ words; a training "
+                  f"text is dropped when it holds >= {SHARE:.0%} of an evaluation text's n-grams or >= {SHARE:.0%} "
+                  "of its own come from one (shorter texts: equality only)",
+        "contains_eval_text": len(found.contains_eval), "inside_eval_text": len(found.inside_eval),
+        "dropped": len(dropped), "by_source": dict(sorted(by_source.items())),
+        "eval_texts_checked": found.checked_eval_texts}}
+    for source, count in by_source.items():
+        cleaned.report["sources"][source]["leaks_dropped"] = count  # type: ignore[index]
+    return cleaned
+
+
 @dataclass
 class DataSplits:
     """Train / validation / test splits with the data report of the run."""
@@ -129,13 +251,38 @@ class DataSplits:
     validation: Examples
     test: Examples
     report: dict[str, object]
+    heldout: dict[str, Examples] = field(default_factory=dict)  # held-out category -> all of its examples
+
+
+_MIN_STRATUM = 20  # smaller category-label groups are stratified by label only
+
+
+def _strata(examples: Examples) -> list[str]:
+    """Stratification key: category and label (rare categories: label only), so every split covers each category."""
+    if not examples.categories:
+        return [str(label) for label in examples.labels]
+    keys = [f"{c}|{label}" for c, label in zip(examples.categories, examples.labels, strict=True)]
+    counts = Counter(keys)
+    return [k if counts[k] >= _MIN_STRATUM else k.split("|")[1] for k in keys]
+
+
+def _cap_per_category(examples: Examples, cap: int, seed: int) -> Examples:
+    """At most ``cap`` examples per (category, label), drawn at random; order otherwise kept."""
+    rng = random.Random(seed)
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, (category, label) in enumerate(zip(examples.categories, examples.labels, strict=True)):
+        groups.setdefault((category, label), []).append(i)
+    chosen = sorted(i for idx in groups.values() for i in (rng.sample(idx, cap) if len(idx) > cap else idx))
+    return _subset(examples, chosen)
 
 
 def _subset(examples: Examples, index: list[int]) -> Examples:
-    sources = [examples.sources[i] for i in index] if examples.sources else []
-    titles = [examples.titles[i] for i in index] if examples.titles else []
-    return Examples([examples.texts[i] for i in index], [examples.labels[i] for i in index], sources=sources,
-                    titles=titles)
+    def pick(values: list[str]) -> list[str]:
+        return [values[i] for i in index] if values else []
+
+    return Examples([examples.texts[i] for i in index], [examples.labels[i] for i in index],
+                    sources=pick(examples.sources), titles=pick(examples.titles),
+                    categories=pick(examples.categories), datasets=pick(examples.datasets))
 
 
 def _with_title_examples(train: Examples, excluded: set[str], seed: int, balance: bool) -> tuple[Examples, int]:
@@ -154,12 +301,15 @@ def _with_title_examples(train: Examples, excluded: set[str], seed: int, balance
     seen = {text_key(t) for t in train.texts}
     labels_by_key: dict[str, set[int]] = {}
     first: dict[str, tuple[str, int, str]] = {}
-    for title, label, source in zip(train.titles, train.labels, train.sources or [""] * len(train), strict=True):
+    origin: dict[str, int] = {}  # title key -> the review it came from (its category and data set)
+    for i, (title, label, source) in enumerate(zip(train.titles, train.labels, train.sources or [""] * len(train),
+                                                   strict=True)):
         key = text_key(title)
         if not key or key in seen or key in excluded:
             continue
         labels_by_key.setdefault(key, set()).add(label)
-        first.setdefault(key, (title, label, source))
+        if key not in first:
+            first[key], origin[title] = (title, label, source), i
     added = [value for key, value in first.items() if len(labels_by_key[key]) == 1]
     if balance and added:
         by_label: dict[int, list[tuple[str, int, str]]] = {}
@@ -174,6 +324,8 @@ def _with_title_examples(train: Examples, excluded: set[str], seed: int, balance
         train.texts + [t for t, _, _ in added], train.labels + [label for _, label, _ in added],
         sources=train.sources + [s for _, _, s in added] if train.sources else [],
         titles=train.titles + [""] * len(added) if train.titles else [],
+        categories=train.categories + [train.categories[origin[t]] for t, _, _ in added] if train.categories else [],
+        datasets=train.datasets + [train.datasets[origin[t]] for t, _, _ in added] if train.datasets else [],
     ), len(added)
 
 
@@ -208,24 +360,43 @@ def build_splits(
     sample_seed: int | None = None,
     train_sources: list[str] | None = None,
     title_examples: bool = False,
+    holdout_categories: list[str] | None = None,
+    category_cap: int | None = None,
 ) -> DataSplits:
     """Stratified split; training texts also present in validation, test or ``exclude_texts`` are dropped.
 
     ``train_sources`` keeps only training texts read from files whose path contains one of the given
     strings; validation and test stay the split of the whole pool, so runs with and without it compare.
     ``title_examples`` adds the titles of the (sampled) training reviews as training texts of their own;
-    validation and test stay whole reviews.
+    validation and test stay whole reviews. The split is stratified by product category and label.
+    ``holdout_categories`` are taken out of the pool before splitting (no training, no validation, no
+    test): ``DataSplits.heldout`` holds them, for the out-of-category figure. ``category_cap`` limits the
+    training texts per category and label before any ``max_train_samples`` / ``balance`` sampling.
     """
+    heldout: dict[str, Examples] = {}
+    if holdout_categories:
+        if not examples.categories:
+            raise DataError("--holdout-category needs examples read from files (their categories)")
+        unknown = sorted(set(holdout_categories) - set(examples.categories))
+        if unknown:
+            raise DataError(f"--holdout-category {unknown}: no such category in the data; it has "
+                            f"{sorted(set(examples.categories))}")
+        for category in holdout_categories:
+            heldout[category] = _subset(examples, [i for i, c in enumerate(examples.categories) if c == category])
+        examples = _subset(examples, [i for i, c in enumerate(examples.categories) if c not in set(holdout_categories)])
     if len(set(examples.labels)) < 2:
         raise DataError(f"the data has only one label ({examples.counts()}); both classes are needed")
     index = list(range(len(examples)))
+    strata = _strata(examples)
     held_fraction = validation_fraction + test_fraction
     train_idx, held_idx = train_test_split(
-        index, test_size=held_fraction, random_state=seed, stratify=examples.labels
+        index, test_size=held_fraction, random_state=seed, stratify=strata
     )
-    held_labels = [examples.labels[i] for i in held_idx]
+    held_strata = [strata[i] for i in held_idx]
+    counts = Counter(held_strata)
+    held_strata = [k if counts[k] >= 2 else k.split("|")[-1] for k in held_strata]
     val_idx, test_idx = train_test_split(
-        held_idx, test_size=test_fraction / held_fraction, random_state=seed, stratify=held_labels
+        held_idx, test_size=test_fraction / held_fraction, random_state=seed, stratify=held_strata
     )
     validation, test = _subset(examples, val_idx), _subset(examples, test_idx)
     train = _subset(examples, sorted(train_idx))
@@ -251,6 +422,10 @@ def build_splits(
         if len(set(train.labels)) < 2:
             raise DataError(f"--train-source {train_sources}: the chosen files hold only one label")
     pool = len(train)
+    if category_cap:
+        if not train.categories:
+            raise DataError("--category-cap needs examples read from files (their categories)")
+        train = _cap_per_category(train, category_cap, seed if sample_seed is None else sample_seed)
     if max_train_samples or balance:
         train = _sample(train, max_train_samples or 0, seed if sample_seed is None else sample_seed, balance)
     reviews = len(train)
@@ -272,5 +447,17 @@ def build_splits(
         "train_dropped_overlap_eval_sets": overlap_eval,
         "balanced": balance,
         "train_sources": list(train_sources or []),
+        "category_cap": category_cap,
+        "holdout_categories": {c: len(e) for c, e in heldout.items()},
+        "categories": _category_counts(train, validation, test),
     }
-    return DataSplits(train, validation, test, report)
+    return DataSplits(train, validation, test, report, heldout)
+
+
+def _category_counts(train: Examples, validation: Examples, test: Examples) -> dict[str, dict[str, int]]:
+    """Texts per product category in each split."""
+    table: dict[str, dict[str, int]] = {}
+    for split, part in (("train", train), ("validation", validation), ("test", test)):
+        for category, count in Counter(part.categories).items():
+            table.setdefault(category, {"train": 0, "validation": 0, "test": 0})[split] = count
+    return dict(sorted(table.items()))

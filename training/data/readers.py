@@ -43,6 +43,8 @@ class ReadResult:
     titles: list[str] = field(default_factory=list)  # the review's title or headline per text ("" when none)
     bad_rows: int = 0
     dropped_neutral: int = 0
+    source: str = ""  # the data set the file belongs to (its folder under --data), set by load_examples
+    category: str = ""  # product category, from the folder and file names (``category_of``)
 
     def add(self, text: object, label: int | None, title: object = "") -> None:
         if label is None:
@@ -138,9 +140,30 @@ _REVIEW = re.compile(r"<review>(.*?)</review>", re.S)
 _FIELD = {name: re.compile(rf"<{name}>(.*?)</{name}>", re.S) for name in ("rating", "title", "review_text")}
 
 
+def read_text_detect(path: Path) -> str:
+    """The file's text: UTF-8 when it decodes as UTF-8, else Windows-1252 / Latin-1.
+
+    The Blitzer copies differ: the original release is Latin-1, later copies were re-encoded to UTF-8.
+    Reading UTF-8 as Latin-1 turns every accent into two characters (``CafÃ©``), which then neither
+    reads naturally nor de-duplicates against a clean copy of the same review.
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+
+
 def read_blitzer(path: Path) -> ReadResult:
-    """Blitzer et al. multi-domain ``.review`` pseudo-XML (Latin-1); rating 1-2 negative, 4-5 positive."""
-    raw = path.read_text(encoding="latin-1")
+    """Blitzer et al. multi-domain ``.review`` pseudo-XML (UTF-8 or Latin-1); rating 1-2 negative, 4-5 positive.
+
+    ``positive.review`` / ``negative.review`` fall back on the file name where a review has no rating;
+    ``unlabeled.review`` and ``*_all.review`` are labelled by their ratings only.
+    """
+    raw = read_text_detect(path)
     reviews = _REVIEW.findall(raw)
     if not reviews:
         raise DataError(f"{path}: no <review> elements found; expected Blitzer .review pseudo-XML")
@@ -249,6 +272,83 @@ def read_video_download(path: Path) -> ReadResult:
     return result
 
 
+_ENTITY = re.compile(r"& ?(#\d+|[a-zA-Z]+) ?;")
+_DETOKENIZE = [
+    (re.compile(r" (n't|'s|'m|'ve|'re|'ll|'d)\b", re.I), r"\1"),
+    (re.compile(r"``|''"), '"'),
+    (re.compile(r'" ([^"]*?) "'), r'"\1"'),
+    (re.compile(r" ([,.!?;:%)\]])"), r"\1"),
+    (re.compile(r"([(\[$]) "), r"\1"),
+]
+
+
+def detokenize(text: str) -> str:
+    """Undo the obvious tokenization of the McAuley / FDU-MTL / CR copies.
+
+    ``& quot ;`` -> ``"`` (an HTML entity split into tokens), ``I 've`` -> ``I've``, ``do n't`` -> ``don't``,
+    `` , `` -> ``, ``. Lowercasing cannot be undone; the de-duplication key ignores case and punctuation
+    anyway, so this is for the model, which otherwise learns that a space before a comma is a feature.
+    """
+    text = _ENTITY.sub(lambda m: html.unescape(f"&{m.group(1)};"), text)
+    for pattern, replacement in _DETOKENIZE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _read_lines(path: Path) -> list[str]:
+    return [line for line in read_text_detect(path).splitlines() if line.strip()]
+
+
+def read_fdu_mtl(path: Path) -> ReadResult:
+    """FDU-MTL ``<domain>.task.{train,test}``: ``label<TAB>text``, 1 positive / 0 negative, lowercased and tokenized."""
+    result = ReadResult(path, "fdu-mtl")
+    for line in _read_lines(path):
+        value, _, text = line.partition("\t")
+        label = {"1": POSITIVE, "0": NEGATIVE}.get(value.strip())
+        if not _ or label is None:
+            result.bad_rows += 1
+            continue
+        result.add(detokenize(text), label)
+    return result
+
+
+def read_mcauley(path: Path) -> ReadResult:
+    """McAuley categories ``<Category>_{train,dev,test}.tsv``: ``text<TAB>label``, 1 positive / -1 negative, tokenized."""
+    result = ReadResult(path, "mcauley")
+    for line in _read_lines(path):
+        text, _, value = line.rpartition("\t")
+        label = {"1": POSITIVE, "-1": NEGATIVE}.get(value.strip())
+        if not _ or label is None:
+            result.bad_rows += 1
+            continue
+        result.add(detokenize(text), label)
+    return result
+
+
+def read_hatn(path: Path) -> ReadResult:
+    """HATN raw Blitzer copies ``review_positive`` / ``review_negative``: one review per line (title, then text)."""
+    label = {"review_positive": POSITIVE, "review_negative": NEGATIVE}.get(path.name)
+    if label is None:
+        raise DataError(f"{path}: a HATN file is named review_positive or review_negative (the name is the label)")
+    result = ReadResult(path, "hatn")
+    for line in _read_lines(path):
+        result.add(line.strip(), label)
+    return result
+
+
+def read_cr(path: Path) -> ReadResult:
+    """Hu & Liu customer reviews (SentEval CR): ``label sentence``, 1 positive / 0 negative, lowercased and tokenized."""
+    result = ReadResult(path, "cr")
+    for line in _read_lines(path):
+        value, _, text = line.strip().partition(" ")
+        label = {"1": POSITIVE, "0": NEGATIVE}.get(value)
+        if not _ or label is None:
+            result.bad_rows += 1
+            continue
+        result.add(detokenize(text), label)
+    return result
+
+
 FORMATS: dict[str, str] = {
     "csv": "original CSV: text and label columns (default cleaned_text, sentiment; 1 positive, 2 negative)",
     "amazon-reviews": "Amazon Customer Reviews, parquet or TSV (star_rating, review_headline, review_body)",
@@ -259,18 +359,41 @@ FORMATS: dict[str, str] = {
     "sst2": "GLUE SST-2 TSV: sentence<TAB>label",
     "vader": "VADER snippets: id<TAB>score<TAB>text (|score| >= 1 kept)",
     "video-download": "CSV with is_positive_sentiment and review_body",
+    "fdu-mtl": "FDU-MTL <domain>.task.train|test: label<TAB>text (1 positive, 0 negative), lowercased, tokenized",
+    "mcauley": "McAuley categories <Category>_train|dev|test.tsv: text<TAB>label (1 positive, -1 negative), tokenized",
+    "hatn": "HATN review_positive / review_negative: one raw review per line, the file name is the label",
+    "cr": "customer reviews (SentEval CR): label sentence (1 positive, 0 negative), lowercased, tokenized",
     "auto": "guess from the file name and its first line",
 }
 
 
+_SNIFF_LINES = 200
+
+
+def _sniff(path: Path) -> list[str]:
+    """The first non-empty lines of a text file (encoding-tolerant), for format detection."""
+    lines: list[str] = []
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.strip():
+                lines.append(line.rstrip("\n"))
+            if len(lines) >= _SNIFF_LINES:
+                break
+    return lines
+
+
 def detect_format(path: Path) -> str:
-    """Guess a file's format from its name and first line."""
+    """Guess a file's format from its name and first lines; a file that fits none stops the run, named."""
     if path.suffix == ".parquet":
         return "amazon-reviews"
     if path.suffix == ".review":
         return "blitzer"
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        first = handle.readline()
+    if path.name in ("review_positive", "review_negative"):
+        return "hatn"
+    lines = _sniff(path)
+    if not lines:
+        raise DataError(f"{path}: the file is empty")
+    first = lines[0]
     if first.startswith("__label__"):
         return "fasttext"
     header = first.strip().lower()
@@ -280,16 +403,25 @@ def detect_format(path: Path) -> str:
         return "video-download"
     if header.split("\t")[:2] == ["sentence", "label"]:
         return "sst2"
-    parts = first.rstrip("\n").split("\t")
-    if len(parts) == 3 and re.fullmatch(r"-?\d+(\.\d+)?", parts[1].strip()):
+    tabbed = [line.split("\t") for line in lines]
+    if all(len(p) == 2 for p in tabbed):
+        heads, tails = {p[0].strip() for p in tabbed}, {p[1].strip() for p in tabbed}
+        if heads <= {"0", "1"} and not tails <= {"0", "1", "-1"}:
+            return "fdu-mtl"
+        if tails <= {"1", "-1"} and ("-1" in tails or re.search(r"_(train|dev|test)\.tsv$", path.name)):
+            return "mcauley"
+        if tails <= {"0", "1"}:
+            return "uci"
+    if len(tabbed[0]) == 3 and re.fullmatch(r"-?\d+(\.\d+)?", tabbed[0][1].strip()):
         return "vader"
-    if len(parts) == 2 and parts[1].strip() in {"0", "1"}:
-        return "uci"
+    if all(re.match(r"^[01] \S", line) for line in lines):
+        return "cr"
     if re.match(r'^"?[12]"?,', first):
         return "polarity-csv"
-    if path.suffix in {".csv", ".txt", ".tsv"}:
+    if path.suffix in {".csv"} or (path.suffix in {".txt", ".tsv"} and "," in first):
         return "csv"
-    raise DataError(f"{path}: cannot guess the format; pass --format (one of {sorted(FORMATS)})")
+    raise DataError(f"{path}: cannot tell its format from its name and first lines; pass --format "
+                    f"(one of {sorted(FORMATS)})")
 
 
 def read_file(path: Path, fmt: str = "auto", spec: LabelSpec | None = None) -> ReadResult:
@@ -308,6 +440,10 @@ def read_file(path: Path, fmt: str = "auto", spec: LabelSpec | None = None) -> R
         "sst2": read_sst2,
         "vader": read_vader,
         "video-download": read_video_download,
+        "fdu-mtl": read_fdu_mtl,
+        "mcauley": read_mcauley,
+        "hatn": read_hatn,
+        "cr": read_cr,
     }
     if fmt not in readers:
         raise DataError(f"unknown format {fmt!r}; choose one of {sorted(FORMATS)}")
