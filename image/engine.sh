@@ -6,6 +6,7 @@
 #                                where none answers (installing docker.io with apt-get where dockerd is missing)
 #   bash image/engine.sh stop    stops the daemon only if `start` started it (its pid file says so)
 #   bash image/engine.sh status  exit 0 when an engine answers
+#   bash image/engine.sh install docker.io and mmdebstrap where missing (CI runs this first)
 #
 # The daemon binds published ports to 127.0.0.1 by default (--ip), so a `-p 9000:8080` never listens on
 # another address; containers reach this machine only (the project's own test hosts).
@@ -87,7 +88,8 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  install) ensure_dockerd; command -v mmdebstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap >&2 ;;
   status) if [ -S "$SOCKET" ]; then answers "unix://$SOCKET"; else answers "${DOCKER_HOST:-}"; fi ;;
   purge) stop; rm -rf "$STATE" ;;
-  *) echo "usage: bash image/engine.sh start|stop|status|purge" >&2; exit 2 ;;
+  *) echo "usage: bash image/engine.sh start|stop|status|install|purge" >&2; exit 2 ;;
 esac

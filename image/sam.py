@@ -30,6 +30,8 @@ SAM = ROOT / ".venv-sam" / "bin" / "sam"
 WORK = ROOT / ".aws-sam"
 STAMP = WORK / "sources.sha256"
 ENGINE = ROOT / "image" / "engine.sh"
+BASH = shutil.which("bash") or "/bin/bash"
+DOCKER = shutil.which("docker") or "docker"
 # What `sam build` packs into the images: a change to any of these needs a rebuild.
 SOURCES = ("Dockerfile", ".dockerignore", "template.yaml", "app", "requirements", "model_artifacts")
 # Environment names that would let SAM (or boto3 inside it) reach for real AWS credentials.
@@ -62,7 +64,7 @@ def engine() -> Iterator[None]:
     """An answering container engine for the duration (started, then stopped, only where none answered)."""
     state = Path(os.environ.get("SENTIMENT_ENGINE_STATE", "/var/lib/sentiment-engine"))
     had = (state / "started-by-us").is_file()
-    started = subprocess.run(["bash", str(ENGINE), "start"], capture_output=True, text=True, check=False)
+    started = subprocess.run([BASH, str(ENGINE), "start"], capture_output=True, text=True, check=False)
     sys.stderr.write(started.stderr)
     if started.returncode != 0:
         raise SamError("no container engine could be had (image/engine.sh start failed)")
@@ -74,7 +76,7 @@ def engine() -> Iterator[None]:
         yield
     finally:
         if not had and (state / "started-by-us").is_file() and not os.environ.get("KEEP_ENGINE"):
-            subprocess.run(["bash", str(ENGINE), "stop"], check=False)
+            subprocess.run([BASH, str(ENGINE), "stop"], check=False)
         if previous is None:
             os.environ.pop("DOCKER_HOST", None)
         else:
@@ -102,7 +104,7 @@ def sources_digest() -> str:
 def _images_present(env: dict[str, str]) -> bool:
     """Both functions' images are in the engine (a purged data root loses them, whatever the stamp says)."""
     for image in ("sentimentfunction", "batchfunction"):
-        check = subprocess.run(["docker", "image", "inspect", f"{image}:tflite"], env=env, capture_output=True,
+        check = subprocess.run([DOCKER, "image", "inspect", f"{image}:tflite"], env=env, capture_output=True,
                                check=False)
         if check.returncode != 0:
             return False
