@@ -1,4 +1,8 @@
-"""API Gateway (REST, proxy) entry point: routes and error mapping. The model loads at import."""
+"""Entry point behind every front door (API Gateway REST or HTTP API, Function URL): routes and error mapping.
+
+The routes are defined once, on a Router, and each payload format's Powertools resolver includes them;
+app/front_doors.py tells which resolver reads an event. The model loads at import.
+"""
 
 import binascii
 import functools
@@ -16,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.router import Router
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -23,6 +28,17 @@ from pydantic import ValidationError
 
 from app import docs
 from app.errors import BodyTooLargeError, error_response, parse_json_body, validation_details
+from app.front_doors import (
+    FUNCTION_URL,
+    HTTP,
+    REST,
+    FunctionUrlResolver,
+    HttpApiResolver,
+    event_keys,
+    event_problem,
+    front_door,
+    proxy_error,
+)
 from app.model import SentimentModel
 from app.schemas import ErrorResponse, HealthResponse, ModelInfo, PredictRequest, PredictResponse, Result
 from app.settings import settings
@@ -30,7 +46,11 @@ from app.settings import settings
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "sentiment")
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "SentimentService"), service=SERVICE)
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body(settings.max_body_bytes))
+# The routes and error handlers, defined once; every resolver in RESOLVERS includes them (bottom of the module).
+app = Router()
+_options = {"enable_validation": True, "json_body_deserializer": parse_json_body(settings.max_body_bytes)}
+RESOLVERS = {REST: APIGatewayRestResolver(**_options), HTTP: HttpApiResolver(**_options),
+             FUNCTION_URL: FunctionUrlResolver(**_options)}
 
 # Cold start: load once per execution environment; a broken artifact stops start-up here.
 model = SentimentModel.from_settings(settings)
@@ -108,7 +128,7 @@ def health() -> HealthResponse:
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 @functools.cache
 def openapi() -> dict:
-    document = json.loads(app.get_openapi_json_schema(title="Sentiment API", version=model.version))
+    document = json.loads(RESOLVERS[REST].get_openapi_json_schema(title="Sentiment API", version=model.version))
     # /predict validates its body itself (read_predict_request), so Powertools does not see it: add it here.
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     request_schema = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -213,19 +233,56 @@ def not_found(exc: NotFoundError) -> Response:
 
 @app.exception_handler(Exception)
 def internal_error(exc: Exception) -> Response:
-    # The stack's frames, not the exception's message: a message can quote its input, i.e. a review.
-    logger.error("unhandled error", extra={"error_type": type(exc).__name__,
-                                           "stack": "".join(traceback.format_tb(exc.__traceback__))})
-    metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
+    problem = event_problem(app.current_event.raw_event)
+    if problem:  # a field no front door sends (headers of numbers, say) failed us: the caller's event, not our fault
+        return error_response(HTTPStatus.BAD_REQUEST, "invalid_event", _invalid_event(app.current_event.raw_event, problem),
+                              request_id=_request_id())
+    _log_failure(exc)
     return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error",
                           "the service failed to answer; retry, and quote request_id if it persists",
                           request_id=_request_id())
 
 
+def _log_failure(exc: Exception) -> None:
+    # The stack's frames, not the exception's message: a message can quote its input, i.e. a review.
+    logger.error("unhandled error", extra={"error_type": type(exc).__name__,
+                                           "stack": "".join(traceback.format_tb(exc.__traceback__))})
+    metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
+
+
+def _invalid_event(event: object, problem: str) -> str:
+    """Log and count an event that no front door sends; return the message for the caller."""
+    logger.warning("invalid event", extra={"status": 400, "reason": problem, "event_type": type(event).__name__,
+                                           "keys": event_keys(event)})
+    metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
+    return f"this function answers HTTP requests from API Gateway (REST or HTTP API) or a Lambda Function URL; {problem}"
+
+
+# After every route and handler above: include_router copies what the Router holds when it is called.
+# (Router.current_event reads the class-level event that whichever resolver runs has set.)
+for _resolver in RESOLVERS.values():
+    _resolver.include_router(app)
+
+
+# The three front doors' request ids sit at the same path (correlation_paths.API_GATEWAY_HTTP and
+# LAMBDA_FUNCTION_URL equal API_GATEWAY_REST).
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # No Powertools Tracer: Lambda's active tracing (template.yaml) already records each invocation and its
     # Initialization, and this function calls nothing downstream. The Tracer cost 0.3 s of cold start
     # (importing and patching the AWS SDK) and 0.09 ms a request for one subsegment (README, "Benchmark").
-    return app.resolve(event, context)
+    request_id = getattr(context, "aws_request_id", None)
+    resolver = RESOLVERS.get(front_door(event))  # a dict lookup on the event's shape, no resolver tried and failed
+    if resolver is None:
+        message = _invalid_event(event, event_problem(event) or "its fields are not an HTTP request's")
+        return proxy_error(HTTPStatus.BAD_REQUEST, "invalid_event", message, request_id)
+    try:
+        return resolver.resolve(event, context)
+    except Exception as exc:  # past front_door's checks yet unreadable to Powertools: answer anyway, never raise out
+        problem = event_problem(event)
+        if problem:
+            return proxy_error(HTTPStatus.BAD_REQUEST, "invalid_event", _invalid_event(event, problem), request_id)
+        _log_failure(exc)
+        return proxy_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error",
+                           "the service failed to answer; retry, and quote request_id if it persists", request_id)
