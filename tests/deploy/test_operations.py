@@ -1,0 +1,234 @@
+"""Alarms, their SNS topic and the dashboard in template.yaml, checked against the metrics the code really emits.
+
+The emitted set comes from running the API and batch handlers (tests/deploy/emit_metrics.py) in the environment
+the template gives each function and reading Powertools' EMF output: every alarm and dashboard metric in the
+service's namespace must name a metric and a dimension set that came out.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import yaml
+
+from app.docs import ASSETS
+from tests.conftest import BUNDLED, ROOT
+from tests.deploy.test_template import _CfnLoader
+
+Metric = tuple[str, str, frozenset]  # namespace, metric name, {(dimension, value)}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)
+
+
+def _value(value: Any) -> str:
+    """A dimension value as the tests compare it: literal text, or <Resource> / <Resource.Attribute> for Ref / GetAtt."""
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, target), = value.items()
+        if kind in ("Ref", "GetAtt"):
+            return f"<{target if isinstance(target, str) else '.'.join(target)}>"
+    if isinstance(value, str):
+        return re.sub(r"\$\{([^}]+)\}", r"<\1>", value)  # a dashboard's ${Name} substitution
+    raise AssertionError(f"unexpected dimension value {value!r}")
+
+
+def _emitted(function: str, template: dict, kind: str) -> set[Metric]:
+    variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTOOLS_")}
+    env.update({"MODEL_DIR": str(BUNDLED), "MODEL_BACKEND": "tflite", "POWERTOOLS_LOG_LEVEL": "WARNING",
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                **{k: v for k, v in variables.items() if k.startswith("POWERTOOLS_") and isinstance(v, str)}})
+    run = subprocess.run([sys.executable, "-m", "tests.deploy.emit_metrics", kind, f"<{function}>"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = set()
+    for line in run.stdout.splitlines():
+        if '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for dimension_set in directive["Dimensions"]:
+                dims = frozenset((name, str(blob[name])) for name in dimension_set)
+                metrics.update((directive["Namespace"], m["Name"], dims) for m in directive["Metrics"])
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def emitted(template: dict) -> set[Metric]:
+    if not (BUNDLED / "model.json").is_file():
+        pytest.skip("model_artifacts/ holds no bundled model")
+    pytest.importorskip("moto")
+    return _emitted("SentimentFunction", template, "api") | _emitted("BatchFunction", template, "batch")
+
+
+def alarm_metrics(template: dict) -> dict[str, list[Metric]]:
+    """Each alarm's metrics (a plain alarm's one, or every MetricStat of a metric-math alarm)."""
+    found: dict[str, list[Metric]] = {}
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = resource["Properties"]
+        specs = [props] if "MetricName" in props else [q["MetricStat"]["Metric"] for q in props["Metrics"] if "MetricStat" in q]
+        found[name] = [(s["Namespace"], s["MetricName"], frozenset((d["Name"], _value(d["Value"]))
+                                                                   for d in s.get("Dimensions", []))) for s in specs]
+    return found
+
+
+def dashboard_widgets(template: dict) -> list[dict]:
+    """The dashboard's widgets, with ${...} substitutions written as <...>."""
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Sub"]
+    return json.loads(_value(body))["widgets"]
+
+
+def widget_metrics(widget: dict) -> list[Metric]:
+    """The metrics a widget plots: [namespace, name, dim, value, ..., {options}] rows ('.' repeats the row above)."""
+    rows, previous = [], []
+    for row in widget["properties"].get("metrics", []):
+        fields = [f for f in row if not isinstance(f, dict)]
+        if not fields:  # a math expression row
+            continue
+        fields = [previous[i] if f == "." else f for i, f in enumerate(fields)]
+        previous = fields
+        namespace, name, *pairs = fields
+        rows.append((namespace, name, frozenset(zip(pairs[::2], pairs[1::2], strict=True))))
+    return rows
+
+
+def _service_namespace(template: dict) -> str:
+    return template["Resources"]["SentimentFunction"]["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+
+
+def not_emitted(template: dict, emitted: set[Metric]) -> list[str]:
+    """Every alarm or dashboard metric in the service's namespace that the code does not emit."""
+    namespace = _service_namespace(template)
+    referenced = [(f"alarm {name}", m) for name, ms in alarm_metrics(template).items() for m in ms]
+    referenced += [(f"widget {w['properties'].get('title')!r}", m)
+                   for w in dashboard_widgets(template) for m in widget_metrics(w)]
+    return [f"{where}: {name} {dict(dims)}" for where, (ns, name, dims) in referenced if ns == namespace
+            and (ns, name, dims) not in emitted]
+
+
+def test_every_service_metric_in_alarms_and_dashboard_is_emitted_by_the_code(template: dict,
+                                                                              emitted: set[Metric]) -> None:
+    namespace = _service_namespace(template)
+    ours = {name for ns, name, _ in emitted if ns == namespace}
+    # the run went through every path: per-label predictions, latency, cold start, faults, bulk records
+    assert {"ColdStart", "InferenceLatency", "Texts", "PredictionsPositive", "PredictionsNegative", "InternalErrors",
+            "BulkRecords", "BulkFiles", "BulkErrors"} <= ours
+    assert not_emitted(template, emitted) == []
+    used = {m[1] for ms in alarm_metrics(template).values() for m in ms if m[0] == namespace}
+    used |= {m[1] for w in dashboard_widgets(template) for m in widget_metrics(w) if m[0] == namespace}
+    assert used >= {"ColdStart", "InferenceLatency", "PredictionsPositive", "PredictionsNegative", "InternalErrors",
+                    "BulkRecords"}
+
+
+def test_a_misnamed_metric_or_dimension_is_caught(template: dict, emitted: set[Metric]) -> None:
+    broken = copy.deepcopy(template)
+    stat = broken["Resources"]["FunctionErrorsAlarm"]["Properties"]["Metrics"][2]["MetricStat"]["Metric"]
+    stat["MetricName"] = "InternalError"
+    body = broken["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+    body["Sub"] = body["Sub"].replace('"ColdStart", "function_name"', '"ColdStart", "FunctionName"')
+    assert len(not_emitted(broken, emitted)) == 2
+
+
+def test_dashboard_plots_what_operators_ask_for(template: dict) -> None:
+    widgets = {w["properties"]["title"]: w for w in dashboard_widgets(template) if w["type"] == "metric"}
+    names = {title: {m[1] for m in widget_metrics(w)} for title, w in widgets.items()}
+    stats = {title: {o.get("stat") for row in w["properties"]["metrics"] for o in row if isinstance(o, dict)}
+             for title, w in widgets.items()}
+    labels = json.loads((BUNDLED / "model.json").read_text())["labels"]
+    assert any("Count" in n for n in names.values())  # requests
+    assert any({"p50", "p99"} <= stats[t] and "Latency" in names[t] for t in widgets)
+    assert any({f"Predictions{label.title()}" for label in labels} <= n for n in names.values())
+    assert any("ColdStart" in n for n in names.values())
+    assert any({"Errors", "InternalErrors"} <= n for n in names.values())
+    bulk = next(w for w in widgets.values() if "BulkRecords" in names[w["properties"]["title"]])
+    expression = next(o for row in bulk["properties"]["metrics"] for o in row if isinstance(o, dict) and "expression" in o)
+    records_id = next(o["id"] for row in bulk["properties"]["metrics"] for o in row
+                      if isinstance(o, dict) and o.get("id") and "BulkRecords" in row)
+    assert expression["expression"] == f"{records_id} / PERIOD({records_id})"  # per second, whatever the period
+    alarms = next(w for w in dashboard_widgets(template) if w["type"] == "alarm")["properties"]["alarms"]
+    assert {a.removesuffix(".Arn>").removeprefix("<") for a in alarms} == set(alarm_metrics(template))
+
+
+def test_aws_metrics_name_this_stacks_resources(template: dict) -> None:
+    resources = template["Resources"]
+    stage = resources["SentimentApi"]["Properties"]["StageName"]
+    references = [m for ms in alarm_metrics(template).values() for m in ms]
+    references += [m for w in dashboard_widgets(template) for m in widget_metrics(w)]
+    namespace = _service_namespace(template)
+    for ns, name, dims in references:
+        dims = dict(dims)
+        if ns == "AWS/ApiGateway":  # SAM titles the REST API after the stack (no Name set)
+            assert "Name" not in resources["SentimentApi"]["Properties"] and dims == {"ApiName": "<AWS::StackName>",
+                                                                                    "Stage": stage}, name
+        elif ns == "AWS/Lambda":
+            target = dims["FunctionName"].strip("<>")
+            assert set(dims) == {"FunctionName"} and resources[target]["Type"] == "AWS::Serverless::Function", name
+        elif ns == "AWS/SQS":
+            assert dims == {"QueueName": "<BatchDeadLetterQueue.QueueName>"}, name
+        else:
+            assert ns == namespace, ns
+
+
+def test_each_required_alarm_exists_and_notifies_the_topic(template: dict) -> None:
+    resources, parameters = template["Resources"], template["Parameters"]
+    metrics = alarm_metrics(template)
+    wanted = {
+        "API 5xx rate": lambda ms: ("AWS/ApiGateway", "5XXError") in {m[:2] for m in ms} and len(ms) == 2,
+        "p99 latency": lambda ms: [m[:2] for m in ms] == [("AWS/ApiGateway", "Latency")],
+        "throttles": lambda ms: [m[:2] for m in ms] == [("AWS/Lambda", "Throttles")],
+        "function errors": lambda ms: {m[1] for m in ms} == {"Errors", "InternalErrors"},
+        "batch errors": lambda ms: ms == [("AWS/Lambda", "Errors", frozenset({("FunctionName", "<BatchFunction>")}))],
+        "dead letters": lambda ms: [m[:2] for m in ms] == [("AWS/SQS", "ApproximateNumberOfMessagesVisible")],
+    }
+    for what, matches in wanted.items():
+        assert [name for name, ms in metrics.items() if matches(ms)], f"no alarm for {what}"
+    latency = next(resources[n]["Properties"] for n, ms in metrics.items() if ms[0][1] == "Latency")
+    assert latency["ExtendedStatistic"] == "p99"
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    for name in metrics:
+        props = resources[name]["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}] and props["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        threshold = props["Threshold"]["Ref"]  # every threshold is a parameter with a default ...
+        assert "Default" in parameters[threshold] and parameters[threshold]["Description"], name
+        assert f"`{threshold}`" in operations and name in operations, f"docs/operations.md does not document {name}"
+    assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+
+
+def test_email_subscription_is_optional(template: dict) -> None:
+    subscription = template["Resources"]["AlarmEmailSubscription"]
+    assert subscription["Type"] == "AWS::SNS::Subscription"
+    assert subscription["Properties"] == {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email",
+                                          "Endpoint": {"Ref": "AlarmEmail"}}
+    assert template["Conditions"][subscription["Condition"]] == {"Not": [{"Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+    pattern = re.compile(template["Parameters"]["AlarmEmail"]["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch("ops@example.com") and not pattern.fullmatch("not an address")
+
+
+def test_docs_routes_exist_only_with_api_docs(template: dict) -> None:
+    resources = template["Resources"]
+    docs = resources["DocsFunction"]
+    assert template["Conditions"][docs["Condition"]] == {"Equals": [{"Ref": "ApiDocs"}, "true"]}
+    assert template["Parameters"]["ApiDocs"]["Default"] == "false"
+    events = docs["Properties"]["Events"].values()
+    assert {(e["Properties"]["Path"], e["Properties"]["Method"]) for e in events} == {
+        ("/docs", "get"), *{(f"/docs/{name}", "get") for name in ASSETS}}
+    assert all(e["Properties"]["RestApiId"] == {"Ref": "SentimentApi"} for e in events)
+    assert all(e["Properties"]["Auth"]["ApiKeyRequired"] is False for e in events)  # a browser opens the page
+    assert docs["Properties"]["Environment"]["Variables"]["API_DOCS"] == "true"
+    assert docs["Metadata"] | {"checkov": None} == resources["SentimentFunction"]["Metadata"] | {"checkov": None}
+    assert resources["DocsFunctionLogGroup"]["Condition"] == docs["Condition"]
+    assert template["Outputs"]["DocsUrl"]["Condition"] == docs["Condition"]
+    # the prediction function never answers /docs: it has no such route and API_DOCS is not set on it
+    assert "API_DOCS" not in resources["SentimentFunction"]["Properties"]["Environment"]["Variables"]
