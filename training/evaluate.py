@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.calibration import calibration_metrics, class_indices
 from training.data.dataset import Examples
 from training.metrics import classification_metrics
 
@@ -29,10 +30,13 @@ def evaluate_model_dir(model_dir: Path, datasets: dict[str, Examples], backends:
         model = SentimentModel(model_dir, backend)
         positive = model.labels.index("POSITIVE") if "POSITIVE" in model.labels else 1
         for name, examples in tqdm(datasets.items(), desc=f"evaluate {backend}", unit="set"):
-            probabilities, _ = model.predict_proba(examples.texts)
-            predicted = (probabilities.argmax(axis=1) == positive).astype(int)
+            logits, _ = model.predict_logits(examples.texts)  # arg-max of logits = of the calibrated probabilities
+            predicted = (logits.argmax(axis=1) == positive).astype(int)
             predictions[name][backend] = predicted
             results[name][backend] = classification_metrics(examples.labels, predicted)
+            if len(examples):  # ECE before / after model.json's temperature (training.calibration)
+                results[name][backend].update(calibration_metrics(
+                    logits, class_indices(model, examples.labels), model.temperature))
             logger.info("%s / %s: accuracy %.4f on %d", name, backend, results[name][backend]["accuracy"], len(examples))
     if len(backends) == 2:
         for name in datasets:

@@ -279,10 +279,11 @@ def save_pytorch_copy(model_dir: Path, target: Path) -> None:
 
 def tflite_agreement(output: Path, texts: list[str]) -> dict[str, float]:
     """Share of equal labels between the fp32 SavedModel and the int8 TFLite file on ``texts``."""
-    from app.model import SentimentModel
+    from app.model import SentimentModel, scaled_softmax
 
-    fp32 = SentimentModel(output, "savedmodel").predict_proba(texts)[0]
-    int8 = SentimentModel(output, "tflite").predict_proba(texts)[0]
+    # Uncalibrated softmax: the figure does not depend on model.json's temperature (fitted after this check).
+    fp32 = scaled_softmax(SentimentModel(output, "savedmodel").predict_logits(texts)[0])
+    int8 = scaled_softmax(SentimentModel(output, "tflite").predict_logits(texts)[0])
     agreement = float(np.mean(fp32.argmax(1) == int8.argmax(1)))
     return {"agreement": round(agreement, 5), "n": len(texts),
             "max_probability_difference": round(float(np.max(np.abs(fp32 - int8))), 5)}

@@ -75,6 +75,10 @@ def write_reports(metadata: dict, output: Path, log_history: list[dict] | None) 
                             output / "confusion_matrices.png")
     if log_history is not None:
         plot_learning_curves(log_history, output / "learning_curves.png", metadata["training"].get("checkpoint_average"))
+    from training.calibration import plot_reliability
+
+    if not plot_reliability(metadata["metrics"], output / "reliability.png"):
+        (output / "reliability.png").unlink(missing_ok=True)  # no ECE measured: no diagram of another model's
     write_model_card(metadata, output / "MODEL_CARD.md")
 
 
@@ -215,6 +219,15 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     (output / "model.json").write_text(json.dumps(metadata, indent=2))
     metadata["export"]["tflite_validation_agreement"] = check_tflite_agreement(output, splits.validation.texts)
     timings["export_s"] = time.perf_counter() - t0
+
+    # Temperature scaling on the validation split's fp32 SavedModel logits, written before the backend
+    # evaluation so that both backends' ECE is measured with it (training/calibration.py says why).
+    from training.calibration import fit_on_model_dir
+
+    t0 = time.perf_counter()
+    metadata["calibration"] = fit_on_model_dir(output, splits.validation, "validation")
+    (output / "model.json").write_text(json.dumps(metadata, indent=2))
+    timings["calibrate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     backend_metrics = evaluate_model_dir(output, {"test": splits.test, **eval_sets}, ["savedmodel", "tflite"])

@@ -1,4 +1,4 @@
-"""Plots (confusion matrices, learning curves) and the human-readable MODEL_CARD.md."""
+"""Plots (confusion matrices, learning curves) and the human-readable MODEL_CARD.md (reliability: training.calibration)."""
 
 from __future__ import annotations
 
@@ -117,6 +117,36 @@ def _embeddings_note(config: dict) -> str:
             "(the other layers start from the base model).\n" if source else "")
 
 
+def _calibration_section(metadata: dict) -> str:
+    """T, what it was fitted on, and ECE before/after per set and backend (empty when never calibrated)."""
+    entry = metadata.get("calibration")
+    rows = [(name, backend, m) for name, by_backend in metadata["metrics"].items()
+            for backend, m in by_backend.items() if isinstance(m, dict) and "ece_uncalibrated" in m]
+    if not entry and not rows:
+        return ""
+    lines = ["## Calibration", ""]
+    if entry:
+        lines.append(
+            f"`score` is softmax(logits / T) with T = {entry['temperature']:.4f} (model.json `calibration`; both "
+            f"backends apply it at load), fitted by temperature scaling on the {entry.get('backend', 'savedmodel')} "
+            f"fp32 logits of {entry['n']} examples ({entry['fitted_on']}): NLL {entry['nll_before']:.4f} -> "
+            f"{entry['nll_after']:.4f}" + (f", ECE {entry['ece_before']:.4f} -> {entry['ece_after']:.4f}"
+                                          if "ece_before" in entry else "") + ". One scalar: labels and "
+            "accuracy are unchanged." + (" T is at the end of its search range: the fitting data did not pin it down."
+                                         if entry.get("at_bound") else ""))
+    else:
+        lines.append("Not calibrated: `score` is softmax(logits).")
+    lines += ["", f"Expected calibration error ({entry.get('bins', 15) if entry else 15} equal-width bins on the "
+              "predicted label's probability):", "",
+              "| set | n | backend | ECE uncalibrated | ECE calibrated |", "|---|---|---|---|---|"]
+    for name, backend, m in rows:
+        calibrated = f"{m['ece']:.4f}" if "ece" in m else "not measured"
+        lines.append(f"| {name} | {m['n']} | {backend} | {m['ece_uncalibrated']:.4f} | {calibrated} |")
+    if any("reliability" in m for _, _, m in rows):
+        lines += ["", "![reliability diagrams](reliability.png)"]
+    return "\n".join(lines) + "\n"
+
+
 def write_model_card(metadata: dict, path: Path) -> None:
     """MODEL_CARD.md from model.json's content."""
     data = metadata["training"]["data"]
@@ -175,6 +205,7 @@ TFLite vs fp32 label agreement on the validation split: {metadata['export']['tfl
 
 ![learning curves](learning_curves.png)
 
+{_calibration_section(metadata)}
 ## Limits
 
 - Trained on Amazon software reviews and Blitzer multi-domain reviews: other domains (movies,

@@ -63,14 +63,15 @@ def test_tflite_keeps_the_signature(tiny_artifacts: Path) -> None:
 
 
 def test_one_text_through_a_fixed_signature_matches_fp32(tiny_artifacts: Path) -> None:
-    from app.model import SentimentModel
+    from app.model import SentimentModel, scaled_softmax
 
     model = SentimentModel(tiny_artifacts, "tflite")
     assert model._run.fixed_lengths == [16, 32, 64]
     texts, _ = reviews(30, seed=5)
     texts += [" ".join(texts[:12])]  # longer than 64 tokens: truncated to 64, still a fixed graph
-    singles = np.array([model.predict_proba([t])[0][0] for t in texts])  # one text: a single_<L> graph
-    fp32 = SentimentModel(tiny_artifacts, "savedmodel").predict_proba(texts)[0]
+    # uncalibrated softmax (model.json's temperature would shrink or widen the differences)
+    singles = scaled_softmax(np.vstack([model.predict_logits([t])[0] for t in texts]))  # one text: a single_<L> graph
+    fp32 = scaled_softmax(SentimentModel(tiny_artifacts, "savedmodel").predict_logits(texts)[0])
     assert float(np.max(np.abs(singles - fp32))) < 1e-3  # (the bundled model's check is in tests/app)
 
 
@@ -78,7 +79,7 @@ def test_exported_backends_give_pytorch_labels(tiny_training_run: dict[str, Path
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from app.model import SentimentModel
+    from app.model import SentimentModel, scaled_softmax
 
     texts, _ = reviews(40, seed=99)
     final = tiny_training_run["run"] / "final_model"
@@ -88,8 +89,8 @@ def test_exported_backends_give_pytorch_labels(tiny_training_run: dict[str, Path
         batch = tokenizer(texts, truncation=True, max_length=64, padding=True, return_tensors="pt",
                           return_token_type_ids=False)
         expected = torch.softmax(model(**batch).logits, -1).numpy()
-    fp32 = SentimentModel(tiny_training_run["output"], "savedmodel").predict_proba(texts)[0]
-    int8 = SentimentModel(tiny_training_run["output"], "tflite").predict_proba(texts)[0]
+    fp32 = scaled_softmax(SentimentModel(tiny_training_run["output"], "savedmodel").predict_logits(texts)[0])
+    int8 = scaled_softmax(SentimentModel(tiny_training_run["output"], "tflite").predict_logits(texts)[0])
     np.testing.assert_allclose(fp32, expected, atol=1e-4)
     assert (fp32.argmax(1) == expected.argmax(1)).all()
     assert np.mean(int8.argmax(1) == expected.argmax(1)) >= 0.95
