@@ -153,8 +153,8 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     final_dir, trainer = fine_tune(config, splits.train, splits.validation)
     timings["fine_tune_s"] = time.perf_counter() - t0
-    if not trainer.is_world_process_zero():
-        return {}
+    # Under torchrun every process takes part up to the PyTorch evaluation (the Trainer shards it and
+    # gathers the predictions: a collective); only rank 0 exports and writes.
     log_history = json.loads((config.run_dir / "log_history.json").read_text()) if (
         config.run_dir / "log_history.json").exists() else trainer.state.log_history
     averaging = None
@@ -199,6 +199,10 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training": {
             "command": shlex.join(command) if command else "python -m training train",
+    if not trainer.is_world_process_zero():
+        logger.info("process %d of %d: training and evaluation done, rank 0 exports", trainer.args.process_index,
+                    trainer.args.world_size)
+        return {}
             "config": config.to_dict(),
             "data": splits.report,
             "notes": config.notes,
@@ -230,6 +234,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     timings["calibrate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+            "world_size": trainer.args.world_size,  # processes that trained together (torchrun), 1 otherwise
     backend_metrics = evaluate_model_dir(output, {"test": splits.test, **eval_sets}, ["savedmodel", "tflite"])
     metrics = {name: {"pytorch": pytorch_metrics[name], **backend_metrics.get(name, {})} for name in held_out}
     metadata["metrics"] = metrics

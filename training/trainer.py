@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,19 @@ def freeze_word_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenize
                 tuple(table.shape), source, trainable / 1e6)
 
 
+def launched_distributed() -> bool:
+    """Whether a launcher such as ``torchrun --nproc_per_node N`` (N > 1) started this process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def training_arguments(config: TrainConfig) -> TrainingArguments:
-    """The Trainer arguments: the original model's configuration unless the config says otherwise."""
+    """The Trainer arguments: the original model's configuration unless the config says otherwise.
+
+    Under torchrun on CPU the Trainer needs ``use_cpu`` and the gloo backend: without them it
+    initialises the process group but trains each process on its own (parallel_mode is not
+    DISTRIBUTED), and every process exports into the same directory.
+    """
+    cpu_distributed = launched_distributed() and not torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(config.run_dir / "checkpoints"),
         per_device_train_batch_size=config.batch_size,
@@ -134,7 +146,9 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         greater_is_better=False,
         fp16=torch.cuda.is_available(),
         bf16=config.bf16 and not torch.cuda.is_available(),
-        use_cpu=config.bf16 and not torch.cuda.is_available(),  # the Trainer accepts CPU bf16 only with use_cpu
+        # the Trainer accepts CPU bf16 only with use_cpu, and runs CPU processes as one DDP job only with it
+        use_cpu=(config.bf16 or cpu_distributed) and not torch.cuda.is_available(),
+        ddp_backend="gloo" if cpu_distributed else None,
         group_by_length=config.group_by_length,
         logging_strategy="steps",
         logging_steps=25,
@@ -172,6 +186,7 @@ def fine_tune(config: TrainConfig, train: Examples, validation: Examples) -> tup
         trainer.save_model(str(final_dir))
         tokenizer.save_pretrained(str(final_dir))
         (config.run_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    trainer.accelerator.wait_for_everyone()  # the other processes read final_dir next (no-op in one process)
     return final_dir, trainer
 
 
@@ -227,6 +242,8 @@ def average_checkpoints(config: TrainConfig, trainer: Trainer, log_history: list
     if not record["used"]:
         return best_dir, record
     averaged_dir = config.run_dir / "averaged_model"
-    model.save_pretrained(str(averaged_dir))
-    AutoTokenizer.from_pretrained(best_dir).save_pretrained(str(averaged_dir))
+    if trainer.is_world_process_zero():  # every process measured the average (a collective); one writes it
+        model.save_pretrained(str(averaged_dir))
+        AutoTokenizer.from_pretrained(best_dir).save_pretrained(str(averaged_dir))
+    trainer.accelerator.wait_for_everyone()
     return averaged_dir, record
