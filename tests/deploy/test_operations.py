@@ -216,19 +216,41 @@ def test_email_subscription_is_optional(template: dict) -> None:
     assert pattern.fullmatch("") and pattern.fullmatch("ops@example.com") and not pattern.fullmatch("not an address")
 
 
+def _docs_routes(template: dict) -> dict[tuple[str, str], bool]:
+    """(path, method) -> whether it needs the API key, for every route that reaches DocsFunction.
+
+    Either as DocsFunction's own Api events (SAM then makes the paths conditional) or as paths of SentimentApi's
+    DefinitionBody wrapped in Fn::If on the docs condition.
+    """
+    resources = template["Resources"]
+    condition = resources["DocsFunction"]["Condition"]
+    routes = {}
+    for event in resources["DocsFunction"]["Properties"].get("Events", {}).values():
+        props = event["Properties"]
+        assert event["Type"] == "Api" and props["RestApiId"] == {"Ref": "SentimentApi"}
+        routes[(props["Path"], props["Method"])] = props.get("Auth", {}).get("ApiKeyRequired", True)
+    body = resources["SentimentApi"]["Properties"].get("DefinitionBody", {})
+    for path, item in body.get("paths", {}).items():
+        if "DocsFunction.Arn" not in json.dumps(item):
+            continue
+        assert set(item) == {"If"} and item["If"][0] == condition and item["If"][2] == {"Ref": "AWS::NoValue"}, path
+        for method, operation in item["If"][1].items():
+            routes[(path, method)] = operation.get("security") != []
+    return routes
+
+
 def test_docs_routes_exist_only_with_api_docs(template: dict) -> None:
     resources = template["Resources"]
     docs = resources["DocsFunction"]
-    assert template["Conditions"][docs["Condition"]] == {"Equals": [{"Ref": "ApiDocs"}, "true"]}
+    on = {"Equals": [{"Ref": "ApiDocs"}, "true"]}
+    assert template["Conditions"][docs["Condition"]] in (on, {"And": [on, {"Condition": "WithRestApi"}]})
     assert template["Parameters"]["ApiDocs"]["Default"] == "false"
-    events = docs["Properties"]["Events"].values()
-    assert {(e["Properties"]["Path"], e["Properties"]["Method"]) for e in events} == {
-        ("/docs", "get"), *{(f"/docs/{name}", "get") for name in ASSETS}}
-    assert all(e["Properties"]["RestApiId"] == {"Ref": "SentimentApi"} for e in events)
-    assert all(e["Properties"]["Auth"]["ApiKeyRequired"] is False for e in events)  # a browser opens the page
+    routes = _docs_routes(template)
+    assert set(routes) == {("/docs", "get"), *{(f"/docs/{name}", "get") for name in ASSETS}}
+    assert not any(routes.values())  # no key: a browser opening the page cannot send x-api-key
     assert docs["Properties"]["Environment"]["Variables"]["API_DOCS"] == "true"
     assert docs["Metadata"] | {"checkov": None} == resources["SentimentFunction"]["Metadata"] | {"checkov": None}
     assert resources["DocsFunctionLogGroup"]["Condition"] == docs["Condition"]
     assert template["Outputs"]["DocsUrl"]["Condition"] == docs["Condition"]
-    # the prediction function never answers /docs: it has no such route and API_DOCS is not set on it
+    # the prediction function never answers /docs: API_DOCS is not set on it
     assert "API_DOCS" not in resources["SentimentFunction"]["Properties"]["Environment"]["Variables"]
