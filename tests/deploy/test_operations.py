@@ -25,9 +25,75 @@ from tests.deploy.test_template import _CfnLoader
 Metric = tuple[str, str, frozenset]  # namespace, metric name, {(dimension, value)}
 
 
+RAW = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)
+# Every front door the template offers (ApiType); the alarms and the dashboard must follow each.
+API_TYPES = RAW["Parameters"].get("ApiType", {}).get("AllowedValues", ["rest"])
+# What API Gateway or Lambda calls each door's request metrics: (namespace, 5xx, requests, latency, 4xx).
+DOOR_METRICS = {"rest": ("AWS/ApiGateway", "5XXError", "Count", "Latency", "4XXError"),
+                "http": ("AWS/ApiGateway", "5xx", "Count", "Latency", "4xx"),
+                "function-url": ("AWS/Lambda", "Url5xxCount", "UrlRequestCount", "UrlRequestLatency", "Url4xxCount")}
+
+
+def render(raw: dict, **parameters: str) -> dict:
+    """The template as CloudFormation would see it for these parameter values (defaults otherwise): conditions
+    evaluated, resources whose condition is false left out, Fn::If resolved, Fn::Sub's variable map substituted."""
+    values = {name: str(p.get("Default", "")) for name, p in raw["Parameters"].items()} | parameters
+    conditions: dict[str, bool] = {}
+
+    def evaluate(node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            (kind, arg), = node.items()
+            if kind == "Ref":
+                return values[arg]
+            if kind == "Equals":
+                return str(evaluate(arg[0])) == str(evaluate(arg[1]))
+            if kind == "Not":
+                return not evaluate(arg[0])
+            if kind == "And":
+                return all(evaluate(a) for a in arg)
+            if kind == "Or":
+                return any(evaluate(a) for a in arg)
+            if kind == "Condition":
+                return condition(arg)
+        return node
+
+    def condition(name: str) -> bool:
+        if name not in conditions:
+            conditions[name] = bool(evaluate(raw["Conditions"][name]))
+        return conditions[name]
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"If"}:
+                name, yes, no = node["If"]
+                return resolve(yes if condition(name) else no)
+            if set(node) == {"Sub"} and isinstance(node["Sub"], list):
+                text, variables = node["Sub"]
+                for key, value in resolve(variables).items():
+                    text = text.replace("${" + key + "}", value["Sub"] if isinstance(value, dict) else value)
+                return {"Sub": text}
+            out = {k: resolve(v) for k, v in node.items()}
+            return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}
+        if isinstance(node, list):
+            return [resolve(v) for v in node if v != {"Ref": "AWS::NoValue"}]
+        return node
+
+    rendered = copy.deepcopy(raw)
+    rendered["Resources"] = {name: resolve(r) for name, r in raw["Resources"].items()
+                             if "Condition" not in r or condition(r["Condition"])}
+    rendered["ApiType"] = values.get("ApiType", "rest")
+    return rendered
+
+
+@pytest.fixture(scope="module", params=API_TYPES)
+def template(request: pytest.FixtureRequest) -> dict:
+    """The template rendered for one front door (ApiType)."""
+    return render(RAW, **({"ApiType": request.param} if "ApiType" in RAW["Parameters"] else {}))
+
+
 @pytest.fixture(scope="module")
-def template() -> dict:
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)
+def raw() -> dict:
+    return RAW
 
 
 def _value(value: Any) -> str:
@@ -63,11 +129,11 @@ def _emitted(function: str, template: dict, kind: str) -> set[Metric]:
 
 
 @pytest.fixture(scope="module")
-def emitted(template: dict) -> set[Metric]:
+def emitted(raw: dict) -> set[Metric]:
     if not (BUNDLED / "model.json").is_file():
         pytest.skip("model_artifacts/ holds no bundled model")
     pytest.importorskip("moto")
-    return _emitted("SentimentFunction", template, "api") | _emitted("BatchFunction", template, "batch")
+    return _emitted("SentimentFunction", raw, "api") | _emitted("BatchFunction", raw, "batch")
 
 
 def alarm_metrics(template: dict) -> dict[str, list[Metric]]:
@@ -146,8 +212,9 @@ def test_dashboard_plots_what_operators_ask_for(template: dict) -> None:
     stats = {title: {o.get("stat") for row in w["properties"]["metrics"] for o in row if isinstance(o, dict)}
              for title, w in widgets.items()}
     labels = json.loads((BUNDLED / "model.json").read_text())["labels"]
-    assert any("Count" in n for n in names.values())  # requests
-    assert any({"p50", "p99"} <= stats[t] and "Latency" in names[t] for t in widgets)
+    door = DOOR_METRICS[template["ApiType"]]
+    assert any({door[1], door[2], door[4]} <= n for n in names.values())  # requests, 5xx, 4xx of this front door
+    assert any({"p50", "p99"} <= stats[t] and {door[3], "InferenceLatency"} <= names[t] for t in widgets)
     assert any({f"Predictions{label.title()}" for label in labels} <= n for n in names.values())
     assert any("ColdStart" in n for n in names.values())
     assert any({"Errors", "InternalErrors"} <= n for n in names.values())
@@ -162,30 +229,42 @@ def test_dashboard_plots_what_operators_ask_for(template: dict) -> None:
 
 def test_aws_metrics_name_this_stacks_resources(template: dict) -> None:
     resources = template["Resources"]
-    stage = resources["SentimentApi"]["Properties"]["StageName"]
     references = [m for ms in alarm_metrics(template).values() for m in ms]
     references += [m for w in dashboard_widgets(template) for m in widget_metrics(w)]
     namespace = _service_namespace(template)
+    door = DOOR_METRICS[template["ApiType"]]
     for ns, name, dims in references:
         dims = dict(dims)
-        if ns == "AWS/ApiGateway":  # SAM titles the REST API after the stack (no Name set)
-            assert "Name" not in resources["SentimentApi"]["Properties"] and dims == {"ApiName": "<AWS::StackName>",
-                                                                                    "Stage": stage}, name
+        if ns == "AWS/ApiGateway":
+            assert door[0] == ns and name in door, (template["ApiType"], name)
+            if template["ApiType"] == "rest":  # the REST API is named after the stack (its title), stage Prod
+                api = resources["SentimentApi"]["Properties"]
+                title = api.get("DefinitionBody", {}).get("info", {}).get("title", {"Ref": "AWS::StackName"})
+                assert "Name" not in api and title == {"Ref": "AWS::StackName"}
+                assert dims == {"ApiName": "<AWS::StackName>", "Stage": api["StageName"]}, name
+            else:
+                assert dims == {"ApiId": "<SentimentHttpApi>"} and "SentimentHttpApi" in resources, name
         elif ns == "AWS/Lambda":
             target = dims["FunctionName"].strip("<>")
             assert set(dims) == {"FunctionName"} and resources[target]["Type"] == "AWS::Serverless::Function", name
+            assert not name.startswith("Url") or template["ApiType"] == "function-url", name
         elif ns == "AWS/SQS":
             assert dims == {"QueueName": "<BatchDeadLetterQueue.QueueName>"}, name
         else:
             assert ns == namespace, ns
+    # every ${Resource} the dashboard names exists for this front door
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Sub"]
+    named = {m.split(".")[0] for m in re.findall(r"\$\{([^}]+)\}", body) if not m.startswith("AWS::")}
+    assert named <= set(resources), named - set(resources)
 
 
 def test_each_required_alarm_exists_and_notifies_the_topic(template: dict) -> None:
     resources, parameters = template["Resources"], template["Parameters"]
     metrics = alarm_metrics(template)
+    door = DOOR_METRICS[template["ApiType"]]
     wanted = {
-        "API 5xx rate": lambda ms: ("AWS/ApiGateway", "5XXError") in {m[:2] for m in ms} and len(ms) == 2,
-        "p99 latency": lambda ms: [m[:2] for m in ms] == [("AWS/ApiGateway", "Latency")],
+        "API 5xx rate": lambda ms: {m[:2] for m in ms} == {(door[0], door[1]), (door[0], door[2])},
+        "p99 latency": lambda ms: [m[:2] for m in ms] == [(door[0], door[3])],
         "throttles": lambda ms: [m[:2] for m in ms] == [("AWS/Lambda", "Throttles")],
         "function errors": lambda ms: {m[1] for m in ms} == {"Errors", "InternalErrors"},
         "batch errors": lambda ms: ms == [("AWS/Lambda", "Errors", frozenset({("FunctionName", "<BatchFunction>")}))],
@@ -193,8 +272,8 @@ def test_each_required_alarm_exists_and_notifies_the_topic(template: dict) -> No
     }
     for what, matches in wanted.items():
         assert [name for name, ms in metrics.items() if matches(ms)], f"no alarm for {what}"
-    latency = next(resources[n]["Properties"] for n, ms in metrics.items() if ms[0][1] == "Latency")
-    assert latency["ExtendedStatistic"] == "p99"
+    latency = next(resources[n]["Properties"] for n, ms in metrics.items() if ms[0][1] == door[3])
+    assert latency.get("ExtendedStatistic") == "p99" or [q["MetricStat"]["Stat"] for q in latency["Metrics"]] == ["p99"]
     operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     for name in metrics:
         props = resources[name]["Properties"]
@@ -205,7 +284,8 @@ def test_each_required_alarm_exists_and_notifies_the_topic(template: dict) -> No
     assert resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
 
 
-def test_email_subscription_is_optional(template: dict) -> None:
+def test_email_subscription_is_optional(raw: dict) -> None:
+    template = raw
     subscription = template["Resources"]["AlarmEmailSubscription"]
     assert subscription["Type"] == "AWS::SNS::Subscription"
     assert subscription["Properties"] == {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email",
@@ -239,7 +319,8 @@ def _docs_routes(template: dict) -> dict[tuple[str, str], bool]:
     return routes
 
 
-def test_docs_routes_exist_only_with_api_docs(template: dict) -> None:
+def test_docs_routes_exist_only_with_api_docs(raw: dict) -> None:
+    template = raw
     resources = template["Resources"]
     docs = resources["DocsFunction"]
     on = {"Equals": [{"Ref": "ApiDocs"}, "true"]}
