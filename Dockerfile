@@ -15,9 +15,10 @@ RUN if [ "$BACKEND" = "tflite" ]; then rm -rf /staging/saved_model; \
 # Stage 2: the function image.
 FROM public.ecr.aws/lambda/python:3.12
 ARG BACKEND
-COPY requirements/app.txt requirements/backend-${BACKEND}.txt ${LAMBDA_TASK_ROOT}/requirements/
-RUN pip install --no-cache-dir -r "${LAMBDA_TASK_ROOT}/requirements/app.txt" \
-      -r "${LAMBDA_TASK_ROOT}/requirements/backend-${BACKEND}.txt"
+# requirements/lock/<backend>.txt: app.txt + backend-${BACKEND}.txt resolved with every transitive
+# dependency, pinned with hashes (make lock); wheels only, so the image installs what the lock tested.
+COPY requirements/lock/${BACKEND}.txt ${LAMBDA_TASK_ROOT}/requirements/lock.txt
+RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r "${LAMBDA_TASK_ROOT}/requirements/lock.txt"
 COPY --from=artifacts /staging/ /opt/ml/model/
 COPY app/ ${LAMBDA_TASK_ROOT}/app/
 ENV MODEL_DIR=/opt/ml/model \

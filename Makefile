@@ -29,7 +29,7 @@ BUNDLED_ARGS := --run-dir runs/full --name sentiment-distilbert --balance --cate
 MODEL ?= model_artifacts
 
 .DEFAULT_GOAL := help
-.PHONY: help invoke score serve test lint train train-bundled base evaluate bench bench-bulk soak load scan clean image sam-invoke sam-api
+.PHONY: help invoke score serve test lint train train-bundled base evaluate bench bench-bulk soak load scan clean image sam-invoke sam-api lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -127,3 +127,6 @@ sam-invoke: .venv-sam/.installed ## sam build if sources changed, then sam local
 
 sam-api: .venv-sam/.installed ## sam local start-api on 127.0.0.1:$(PORT)
 	@$(PYTHON) -m image.sam api --port $(PORT)
+
+lock: $(VENV)/.dev ## re-resolve the image's hash-pinned lock files (requirements/lock/) after a requirements change
+	$(PY) -m image.lock

@@ -77,7 +77,7 @@ def test_dockerfile_installs_only_the_chosen_backend() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.12\b", dockerfile, re.M)
     assert 'CMD ["app.handler.lambda_handler"]' in dockerfile
-    assert "requirements/backend-${BACKEND}.txt" in dockerfile
+    assert "requirements/lock/${BACKEND}.txt" in dockerfile and "--require-hashes" in dockerfile
     assert "torch" not in (ROOT / "requirements" / "app.txt").read_text()
     for backend, packages in {"tflite": ["ai-edge-litert"], "savedmodel": ["tensorflow-cpu"]}.items():
         text = (ROOT / "requirements" / f"backend-{backend}.txt").read_text()

@@ -6,8 +6,10 @@ import json
 import subprocess
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from image import sam
+from image.lock import parse_lock
 from tests.conftest import ROOT
 from tests.image.conftest import BASE, derived_template, docker
 
@@ -48,14 +50,10 @@ def test_image_installs_the_locked_versions(image: dict[str, str], backend: str)
     lock = ROOT / "requirements" / "lock" / f"{backend}.txt"
     if not lock.is_file():
         pytest.skip(f"{lock.relative_to(ROOT)} is not there")
-    pinned = {}
-    for line in lock.read_text().splitlines():
-        if "==" in line and not line.startswith((" ", "#")):
-            name, version = line.split("==", 1)
-            pinned[name.split("[")[0].lower().replace("_", "-")] = version.split()[0].rstrip("\\").strip()
+    pinned = {canonicalize_name(name): entry["version"] for name, entry in parse_lock(lock.read_text()).items()}
     code = ("import importlib.metadata as m, json; "
-            "print(json.dumps({d.metadata['Name'].lower().replace('_', '-'): d.version for d in m.distributions()}))")
-    installed = json.loads(in_image(f"sentiment:{backend}", code))
+            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
+    installed = {canonicalize_name(k): v for k, v in json.loads(in_image(f"sentiment:{backend}", code)).items()}
     installed.pop("pip", None)
     installed.pop("awslambdaric", None)  # the base image's, in /var/runtime
     installed.pop("simplejson", None)
