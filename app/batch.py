@@ -47,7 +47,7 @@ model = SentimentModel.from_settings(settings)
 @functools.cache
 def clients() -> tuple[Any, Any]:
     """(s3, lambda) clients, created on first use (tests clear this cache inside moto)."""
-    return boto3.client("s3"), boto3.client("lambda")
+    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url), boto3.client("lambda")
 
 
 @dataclass(frozen=True)
