@@ -242,8 +242,10 @@ def average_checkpoints(config: TrainConfig, trainer: Trainer, log_history: list
     if not record["used"]:
         return best_dir, record
     averaged_dir = config.run_dir / "averaged_model"
-    if trainer.is_world_process_zero():  # every process measured the average (a collective); one writes it
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()  # torchrun: the Trainer's group
+    if not distributed or torch.distributed.get_rank() == 0:  # every process measured the average (a collective)
         model.save_pretrained(str(averaged_dir))
         AutoTokenizer.from_pretrained(best_dir).save_pretrained(str(averaged_dir))
-    trainer.accelerator.wait_for_everyone()
+    if distributed:
+        torch.distributed.barrier()  # the others load averaged_dir next
     return averaged_dir, record
