@@ -52,13 +52,18 @@ def test_function_is_a_container_image_with_docker_metadata(template: dict) -> N
     assert function["Metadata"]["Dockerfile"] == "Dockerfile"
     assert function["Metadata"]["DockerBuildArgs"]["BACKEND"] in ("tflite", "savedmodel")
     assert function["Properties"]["Environment"]["Variables"]["MODEL_BACKEND"] == {"Ref": "ModelBackend"}
-    routes = {(e["Properties"]["Path"], e["Properties"]["Method"]) for e in function["Properties"]["Events"].values()}
+    # The routes live in the API's definition (ApiType makes the API conditional; test_front_doors_template.py).
+    paths = template["Resources"]["SentimentApi"]["Properties"]["DefinitionBody"]["paths"]
+    routes = {(path, method) for path, item in paths.items() if "If" not in item for method in item}
     assert routes == {("/predict", "post"), ("/health", "get")}
 
 
 def test_api_requires_a_key_under_a_throttled_usage_plan(template: dict) -> None:
     resources = template["Resources"]
-    assert resources["SentimentApi"]["Properties"]["Auth"]["ApiKeyRequired"] is True
+    api = resources["SentimentApi"]["Properties"]["DefinitionBody"]
+    assert api["components"]["securitySchemes"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    assert all(item[method]["security"] == [{"api_key": []}] for item in api["paths"].values() if "If" not in item
+               for method in item)
     plan = resources["SentimentUsagePlan"]["Properties"]
     assert set(plan["Throttle"]) == {"RateLimit", "BurstLimit"}
     assert plan["Quota"]["Period"] == "DAY"
