@@ -29,7 +29,7 @@ BUNDLED_ARGS := --run-dir runs/full --name sentiment-distilbert --balance --cate
 MODEL ?= model_artifacts
 
 .DEFAULT_GOAL := help
-.PHONY: help invoke score serve test lint train train-bundled base evaluate bench bench-bulk soak load scan clean image sam-invoke sam-api lock
+.PHONY: help invoke score serve test lint train train-bundled base evaluate bench bench-bulk soak load scan clean image sam-invoke sam-api lock tune
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -130,3 +130,7 @@ sam-api: .venv-sam/.installed ## sam local start-api on 127.0.0.1:$(PORT)
 
 lock: $(VENV)/.dev ## re-resolve the image's hash-pinned lock files (requirements/lock/) after a requirements change
 	$(PY) -m image.lock
+
+tune: $(VENV)/.bench .venv-sam/.installed ## MemorySize before deploying: the image under Lambda's CPU/memory quotas (~8 min)
+	@bash image/build.sh tflite
+	$(PY) -m benchmarks.tune $(if $(QUICK),--rounds 1 --requests 30 --batches 2 --no-thread-sweep)

@@ -74,7 +74,7 @@ def test_broken_artifact_fails_init_naming_the_file(sam_built, tmp_path) -> None
                               str(ROOT / "events" / "health.json"), "--skip-pull-image"], cwd=ROOT,
                              env=sam.environment(), capture_output=True, text=True, timeout=300)
     finally:
-        docker("rmi", "-f", "sentiment-broken:test", check=False)
+        docker("rmi", "-f", "sentiment-broken:test", "sentiment-broken:rapid-x86_64", check=False)
     response = sam.parse_response(run.stdout)
     assert sam.failed(response)
     assert "/opt/ml/model/model.tflite: not a loadable TFLite model" in response["errorMessage"], response
