@@ -84,7 +84,7 @@ def torchrun_run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> d
                str(entry), "train", "--data", str(data), "--base-model", str(tiny_base),
                "--output", str(work / "artifacts"), "--run-dir", str(work / "run"), "--max-steps", str(MAX_STEPS),
                "--max-length", "16", "--batch-size", str(BATCH_SIZE), "--warmup-steps", "0",
-               "--learning-rate", "1e-3", "--seed", "7"]
+               "--learning-rate", "1e-3", "--seed", "7", "--average-checkpoints"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     try:
@@ -121,6 +121,11 @@ def test_both_ranks_trained_together(torchrun_run: dict) -> None:
     # Each step saw one batch per process: twice the examples of a one-process run of the same steps.
     assert training["epochs_run"] == pytest.approx(MAX_STEPS * BATCH_SIZE * 2 / training["data"]["train"], abs=0.01)
     assert metadata["export"]["tflite_validation_agreement"]["agreement"] >= 0.99
+    # The average of the epoch checkpoints (3 steps per epoch with two processes) is measured by both
+    # processes together (a sharded evaluation) before rank 0 decides and writes.
+    averaging = training["checkpoint_average"]
+    assert averaging["checkpoints"] == ["checkpoint-3", "checkpoint-4"]
+    assert "validation_loss" in averaging
 
 
 def test_only_rank_zero_exports(torchrun_run: dict) -> None:
