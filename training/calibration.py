@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -183,7 +184,10 @@ def calibrate_model_dir(model_dir: Path, data: list[Path], fmt: str = "auto", ev
     metadata = json.loads(path.read_text(encoding="utf-8"))
     examples = load_examples(data, fmt)
     eval_sets = {eval_set_name(p): load_examples([p], eval_fmt) for p in expand_paths(eval_data or [])}
-    entry = fit_on_model_dir(model_dir, examples, ", ".join(str(p) for p in data))
+    described = ", ".join(str(p) for p in data) if len(data) <= 2 else (
+        f"{len(data)} paths under {os.path.commonpath([str(p) for p in data])}")
+    entry = fit_on_model_dir(model_dir, examples, described)
+    entry["data"] = [str(p) for p in data]  # the exact selection, for a rerun
     held_out = {text_key(t) for s in eval_sets.values() for t in s.texts}
     overlap = sum(text_key(t) in held_out for t in examples.texts)
     if overlap:

@@ -129,7 +129,8 @@ def test_calibrate_command_writes_the_entry_and_the_app_applies_it(tiny_artifact
     assert run.returncode == 0, run.stderr[-2000:]
     metadata = json.loads((model_dir / "model.json").read_text())
     entry = metadata["calibration"]
-    assert entry["fitted_on"] == str(fitting) and entry["n"] == 120 and entry["overlap_with_eval_sets"] == 0
+    assert entry["fitted_on"] == str(fitting) and entry["data"] == [str(fitting)]
+    assert entry["n"] == 120 and entry["overlap_with_eval_sets"] == 0
     from training.data import load_examples
 
     fitted = SentimentModel(model_dir, "savedmodel")
