@@ -174,6 +174,10 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
         labels, predicted = predict_labels(trainer, examples_, tokenizer, config.max_length)
         pytorch_metrics[name] = classification_metrics(labels, predicted)
     timings["evaluate_pytorch_s"] = time.perf_counter() - t0
+    if not trainer.is_world_process_zero():
+        logger.info("process %d of %d: training and evaluation done, rank 0 exports", trainer.args.process_index,
+                    trainer.args.world_size)
+        return {}
 
     t0 = time.perf_counter()
     output = config.output
@@ -199,16 +203,13 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training": {
             "command": shlex.join(command) if command else "python -m training train",
-    if not trainer.is_world_process_zero():
-        logger.info("process %d of %d: training and evaluation done, rank 0 exports", trainer.args.process_index,
-                    trainer.args.world_size)
-        return {}
             "config": config.to_dict(),
             "data": splits.report,
             "notes": config.notes,
             "epochs_run": round(float(epochs_run), 2),
             "checkpoint_average": averaging,
             "steps": steps,
+            "world_size": trainer.args.world_size,  # processes that trained together (torchrun), 1 otherwise
             # from the Trainer's own log: a resumed run that skipped training still reports the real time
             "train_seconds": round(next((e["train_runtime"] for e in log_history if "train_runtime" in e),
                                         timings["fine_tune_s"]), 1),
@@ -234,7 +235,6 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     timings["calibrate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-            "world_size": trainer.args.world_size,  # processes that trained together (torchrun), 1 otherwise
     backend_metrics = evaluate_model_dir(output, {"test": splits.test, **eval_sets}, ["savedmodel", "tflite"])
     metrics = {name: {"pytorch": pytorch_metrics[name], **backend_metrics.get(name, {})} for name in held_out}
     metadata["metrics"] = metrics
