@@ -33,6 +33,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="train only on texts read from files whose path contains this (repeatable); "
                         "validation and test stay the whole pool's split")
     p.add_argument("--balance", action="store_true", help="equal numbers of positive and negative training texts")
+    p.add_argument("--holdout-category", action="append", default=[], metavar="CATEGORY",
+                   help="product category (as the data report names it, e.g. musical_instruments) kept out of "
+                        "training and validation and evaluated on its own: the out-of-category figure (repeatable)")
+    p.add_argument("--category-cap", type=int, default=None, metavar="N",
+                   help="at most N training texts per product category and label, drawn at random")
     p.add_argument("--title-examples", action="store_true",
                    help="also train on each training review's title (headline) as a short text of its own")
     p.add_argument("--bf16", action="store_true",

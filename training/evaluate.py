@@ -18,6 +18,14 @@ def backends_for(choice: str) -> list[str]:
     return ["savedmodel", "tflite"] if choice == "both" else [choice]
 
 
+def accuracy_by_category(examples: Examples, predicted: np.ndarray) -> dict[str, dict[str, float]]:
+    """``{category: {"n", "accuracy"}}`` of ``predicted`` labels against ``examples``' own."""
+    correct = np.asarray(examples.labels) == np.asarray(predicted)
+    categories = np.asarray(examples.categories)
+    return {str(c): {"n": int((categories == c).sum()), "accuracy": round(float(correct[categories == c].mean()), 4)}
+            for c in sorted(set(examples.categories))}
+
+
 def evaluate_model_dir(model_dir: Path, datasets: dict[str, Examples], backends: list[str]) -> dict[str, dict[str, dict]]:
     """``{set: {backend: metrics}}`` plus, with two backends, their label agreement per set."""
     from tqdm.auto import tqdm
@@ -34,6 +42,8 @@ def evaluate_model_dir(model_dir: Path, datasets: dict[str, Examples], backends:
             predicted = (logits.argmax(axis=1) == positive).astype(int)
             predictions[name][backend] = predicted
             results[name][backend] = classification_metrics(examples.labels, predicted)
+            if len(set(examples.categories)) > 1:
+                results[name][backend]["by_category"] = accuracy_by_category(examples, predicted)
             if len(examples):  # ECE before / after model.json's temperature (training.calibration)
                 results[name][backend].update(calibration_metrics(
                     logits, class_indices(model, examples.labels), model.temperature))

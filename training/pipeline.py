@@ -14,7 +14,7 @@ from pathlib import Path
 
 from training.config import LABELS, TrainConfig
 from training.data import LabelSpec, build_splits, load_examples
-from training.data.dataset import DataSplits, Examples
+from training.data.dataset import DataSplits, Examples, drop_eval_leaks
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +46,31 @@ def load_splits(config: TrainConfig) -> tuple[DataSplits, dict[str, Examples]]:
     spec = LabelSpec(config.text_column, config.label_column, config.positive_label, config.negative_label)
     examples = load_examples(config.data, config.format, spec)
     eval_sets = load_eval_sets(config)
+    eval_texts = [t for s in eval_sets.values() for t in s.texts]
+    if eval_texts:
+        examples = drop_eval_leaks(examples, eval_texts)
     splits = build_splits(
         examples, seed=config.seed, validation_fraction=config.validation_fraction,
         test_fraction=config.test_fraction, max_train_samples=config.max_train_samples,
-        balance=config.balance, sample_seed=config.sample_seed, exclude_texts=[t for s in eval_sets.values() for t in s.texts],
+        balance=config.balance, sample_seed=config.sample_seed, exclude_texts=eval_texts,
         train_sources=config.train_source, title_examples=config.title_examples,
+        holdout_categories=config.holdout_category, category_cap=config.category_cap,
     )
+    if splits.heldout:  # the out-of-category figure: each held-out category, and all of them together
+        for category, held in splits.heldout.items():
+            eval_sets[f"{HELDOUT_PREFIX}{category}"] = held
+        if len(splits.heldout) > 1:
+            eval_sets[HELDOUT_ALL] = _concat(list(splits.heldout.values()))
     return splits, eval_sets
+
+
+HELDOUT_PREFIX = "heldout/"  # evaluation sets made of a category kept out of training
+HELDOUT_ALL = "heldout/all"
+
+
+def _concat(parts: list[Examples]) -> Examples:
+    return Examples([t for p in parts for t in p.texts], [label for p in parts for label in p.labels],
+                    categories=[c for p in parts for c in p.categories])
 
 
 def check_tflite_agreement(output: Path, texts: list[str]) -> dict[str, float]:
@@ -79,6 +97,13 @@ def write_reports(metadata: dict, output: Path, log_history: list[dict] | None) 
 
     if not plot_reliability(metadata["metrics"], output / "reliability.png"):
         (output / "reliability.png").unlink(missing_ok=True)  # no ECE measured: no diagram of another model's
+    from training.report import out_of_category_drop, plot_categories
+
+    if not plot_categories(metadata["metrics"], output / "categories.png"):
+        (output / "categories.png").unlink(missing_ok=True)
+    if (drop := out_of_category_drop(metadata["metrics"])) is not None:
+        metadata["out_of_category"] = drop
+        (output / "model.json").write_text(json.dumps(metadata, indent=2))
     write_model_card(metadata, output / "MODEL_CARD.md")
 
 

@@ -63,6 +63,94 @@ def plot_learning_curves(log_history: list[dict], path: Path, average: dict | No
     plt.close(fig)
 
 
+HELDOUT_PREFIX = "heldout/"  # as training.pipeline names the evaluation sets of held-out categories
+
+
+def category_rows(metrics: dict[str, dict], backend: str = "tflite") -> tuple[list[tuple[str, int, float]],
+                                                                              list[tuple[str, int, float]]]:
+    """(category, n, accuracy) on the test split, and for each held-out category, for ``backend``."""
+    test = metrics.get("test", {}).get(backend, {}).get("by_category", {})
+    seen = [(c, v["n"], v["accuracy"]) for c, v in test.items()]
+    held = [(name[len(HELDOUT_PREFIX):], by[backend]["n"], by[backend]["accuracy"]) for name, by in metrics.items()
+            if name.startswith(HELDOUT_PREFIX) and name != f"{HELDOUT_PREFIX}all" and backend in by]
+    return seen, held
+
+
+def out_of_category_drop(metrics: dict[str, dict], backend: str = "tflite") -> dict[str, float] | None:
+    """Mean accuracy over trained categories' test texts vs over held-out categories (each category weighs the same)."""
+    seen, held = category_rows(metrics, backend)
+    if not seen or not held:
+        return None
+    trained = sum(a for _, _, a in seen) / len(seen)
+    unseen = sum(a for _, _, a in held) / len(held)
+    return {"trained_categories": round(trained, 4), "heldout_categories": round(unseen, 4),
+            "drop": round(trained - unseen, 4)}
+
+
+def plot_categories(metrics: dict[str, dict], path: Path, backend: str = "tflite") -> bool:
+    """Accuracy per product category: test split (trained categories) and held-out categories. False if none."""
+    seen, held = category_rows(metrics, backend)
+    rows = sorted(seen, key=lambda r: r[2]) + sorted(held, key=lambda r: r[2])
+    if not rows:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 0.24 * len(rows) + 1.2))
+    colors = ["tab:blue"] * len(seen) + ["tab:orange"] * len(held)
+    ax.barh(range(len(rows)), [r[2] for r in rows], color=colors)
+    ax.set_yticks(range(len(rows)), [f"{r[0]} (n={r[1]})" for r in rows], fontsize=7)
+    low = min(r[2] for r in rows)
+    ax.set_xlim(max(0.0, low - 0.05), 1.0)
+    if "test" in metrics and backend in metrics["test"]:
+        ax.axvline(metrics["test"][backend]["accuracy"], color="black", linewidth=0.8, linestyle="--",
+                   label=f"whole test split {metrics['test'][backend]['accuracy']:.3f}")
+    ax.bar([0], [0], color="tab:blue", label="test split, trained categories")
+    if held:
+        ax.bar([0], [0], color="tab:orange", label="held-out categories (never trained on)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel(f"accuracy ({backend})")
+    ax.set_title("Accuracy per product category")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def _sources_table(data: dict) -> str:
+    sources = data.get("sources")
+    if not sources:
+        return ""
+    lines = ["| data set | rows read | duplicates dropped | leaks dropped | kept |", "|---|---|---|---|---|"]
+    for name, entry in sources.items():
+        lines.append(f"| {name} | {entry['rows']} | {entry['duplicates_dropped']} | {entry.get('leaks_dropped', 0)} | "
+                     f"{entry['kept']} |")
+    leaks = data.get("leaks")
+    note = (f"\n\nLeak check ({leaks['method']}): {leaks['dropped']} texts dropped "
+            f"({leaks['contains_eval_text']} containing an evaluation text, {leaks['inside_eval_text']} inside one)."
+            if leaks else "")
+    return "\n".join(lines) + note + "\n"
+
+
+def _categories_section(metadata: dict) -> str:
+    metrics = metadata["metrics"]
+    seen, held = category_rows(metrics)
+    if not seen and not held:
+        return ""
+    lines = ["## Accuracy per product category", ""]
+    holdout = metadata["training"]["config"].get("holdout_category") or []
+    if holdout:
+        lines.append(f"Held out of training and validation before training: {', '.join(holdout)}.")
+        drop = out_of_category_drop(metrics)
+        if drop:
+            lines.append(f"Mean accuracy (TFLite, each category weighted equally): {drop['trained_categories']:.4f} on "
+                         f"the test split's trained categories, {drop['heldout_categories']:.4f} on the held-out "
+                         f"categories: **{drop['drop'] * 100:+.1f} points** on categories the model was not trained on.")
+        lines.append("")
+    lines += ["| category | split | n | accuracy (TFLite) |", "|---|---|---|---|"]
+    lines += [f"| {c} | test | {n} | {a:.4f} |" for c, n, a in seen]
+    lines += [f"| {c} | held out | {n} | {a:.4f} |" for c, n, a in held]
+    lines += ["", "![accuracy per category](categories.png)", ""]
+    return "\n".join(lines) + "\n"
+
+
 def _metrics_table(metrics: dict[str, dict]) -> str:
     lines = ["| set | n | backend | accuracy | precision | recall | F1 |", "|---|---|---|---|---|---|---|"]
     for name, by_backend in metrics.items():
@@ -179,6 +267,7 @@ duplicates {data.get('duplicates_dropped')}, conflicting labels {data.get('confl
 training texts dropped because they also occur in held-out or evaluation data:
 {data.get('train_dropped_overlap')} (of which in evaluation sets: {data.get('train_dropped_overlap_eval_sets')}).
 
+{_sources_table(data)}
 Configuration: epochs {config['epochs']} (min {config['min_epochs']}, patience {config['patience']}),
 max steps {config['max_steps']}, batch {config['batch_size']}, learning rate {config['learning_rate']},
 warm-up {config['warmup_steps']}, weight decay {config['weight_decay']}, max length {config['max_length']},
@@ -205,11 +294,12 @@ TFLite vs fp32 label agreement on the validation split: {metadata['export']['tfl
 
 ![learning curves](learning_curves.png)
 
+{_categories_section(metadata)}
 {_calibration_section(metadata)}
 ## Limits
 
-- Trained on Amazon software reviews and Blitzer multi-domain reviews: other domains (movies,
-  restaurants) score lower, see the SST-2 and IMDB rows.
+- Trained on {', '.join(sorted(data.get('sources', {})) or ['the files listed above'])}: other domains
+  (movies, restaurants) score lower, see the SST-2 and IMDB rows, and so may product categories not listed above.
 - Middling reviews ("good, however ...") are forced into one of two classes; the score then sits
   near 0.5. Read `score`, not just `label`.
 - Texts longer than {metadata['max_length']} tokens are truncated (the response says so).

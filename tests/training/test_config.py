@@ -30,9 +30,27 @@ def test_defaults_are_the_original_configuration(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA the run uses fp16, not bf16")
-def test_bf16_on_cpu_is_opt_in_and_accepted_by_the_trainer(tmp_path: Path) -> None:
+def test_bf16_on_cpu_is_opt_in_and_accepted_by_the_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.config
+
+    monkeypatch.setattr(training.config, "cpu_has_native_bf16", lambda: True)
     args = training_arguments(TrainConfig(data=[tmp_path / "x.csv"], run_dir=tmp_path / "run", bf16=True))
     assert args.bf16 is True and args.fp16 is False and args.use_cpu is True
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA the run uses fp16, not bf16")
+def test_bf16_is_refused_on_a_cpu_without_native_bfloat16(tmp_path: Path) -> None:
+    from training.config import cpu_has_native_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse4_2 avx avx2 fma\n")
+    assert cpu_has_native_bf16(cpuinfo) is False
+    cpuinfo.write_text("flags : fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16(cpuinfo) is True
+    assert cpu_has_native_bf16(tmp_path / "missing") is None
+    if cpu_has_native_bf16() is False:  # this machine: the config says why instead of training 40x slower
+        with pytest.raises(ValueError, match="no native bfloat16"):
+            TrainConfig(data=[tmp_path / "x.csv"], bf16=True)
 
 
 @pytest.mark.parametrize("bad", [

@@ -170,7 +170,7 @@ def test_leak_check_finds_contained_and_nearly_contained_evaluation_texts() -> N
 
 def test_drop_eval_leaks_counts_per_source() -> None:
     texts, labels = reviews(10, seed=5)
-    examples = Examples(texts + [f"Title. {LONG_POSITIVE} and more."], labels + [1], datasets=["a"] * 10 + ["b"],
+    examples = Examples([*texts, f"Title. {LONG_POSITIVE} and more."], [*labels, 1], datasets=["a"] * 10 + ["b"],
                         categories=["x"] * 11, sources=["f"] * 11, titles=[""] * 11,
                         report={"sources": {"a": {"rows": 10}, "b": {"rows": 1}}})
     cleaned = drop_eval_leaks(examples, [LONG_POSITIVE])
@@ -183,7 +183,7 @@ def _categorised(n_per: int = 60, categories: tuple[str, ...] = ("books", "toys"
     texts, labels = reviews(n_per * len(categories), seed=11)
     cats = [categories[(i // 2) % len(categories)] for i in range(len(texts))]  # labels alternate
     return Examples(texts, labels, sources=["f"] * len(texts), titles=[""] * len(texts), categories=cats,
-                    datasets=["d"] * len(texts))
+                    datasets=["d"] * len(texts), report={"examples": len(texts)})
 
 
 def test_split_is_stratified_by_category_and_label() -> None:
@@ -201,6 +201,7 @@ def test_holdout_categories_never_reach_training_validation_or_test() -> None:
         assert "pets" not in part.categories
     assert set(splits.heldout) == {"pets"} and len(splits.heldout["pets"]) == 60
     assert splits.report["holdout_categories"] == {"pets": 60}
+    assert splits.report["examples"] == 240  # the pool's own report survives the hold-out
     with pytest.raises(DataError, match="no such category"):
         build_splits(_categorised(), holdout_categories=["garden"])
 

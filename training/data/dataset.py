@@ -374,6 +374,7 @@ def build_splits(
     training texts per category and label before any ``max_train_samples`` / ``balance`` sampling.
     """
     heldout: dict[str, Examples] = {}
+    pool_report = examples.report  # what was read and dropped, before any category leaves the pool
     if holdout_categories:
         if not examples.categories:
             raise DataError("--holdout-category needs examples read from files (their categories)")
@@ -434,7 +435,7 @@ def build_splits(
         train, added_titles = _with_title_examples(train, excluded, seed if sample_seed is None else sample_seed,
                                                    balance)
     report = {
-        **examples.report,
+        **pool_report,
         "split_seed": seed,
         "train_pool": pool,
         "train": len(train),
