@@ -210,7 +210,7 @@ def machine() -> dict:
     base = subprocess.run([DOCKER, "image", "inspect", "-f", '{{ index .Config.Labels "org.sentiment.standin" }}',
                            "public.ecr.aws/lambda/python:3.12"], capture_output=True, text=True, check=False).stdout
     return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu, "cpus": len(os.sched_getaffinity(0)),
-            "machine": platform.machine(),
+            "machine": platform.machine(), "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
             "base_image": base.strip() if base.strip() not in ("", "<no value>") else "public.ecr.aws/lambda/python:3.12"}
 
 
@@ -231,12 +231,13 @@ def main(argv: list[str] | None = None) -> int:
 
     with engine():
         docker("image", "inspect", args.image)
+        load_before = [round(x, 2) for x in os.getloadavg()]
         # Rounds interleave the configurations (and rotate their order), so load from elsewhere on the machine
         # spreads over all of them instead of landing on one.
         configs = [(m, {}) for m in args.memory]
         if not args.no_thread_sweep:
-            # The interpreter's threads default to the CPUs the process sees (2 here, and on Lambda), not the
-            # quota: the same sizes with MODEL_NUM_THREADS=1 show what the quota makes of the second thread.
+            # The interpreter's threads default to the CPUs the process sees (2 here), not to the quota: the same
+            # sizes with MODEL_NUM_THREADS=1 show whether the second thread is worth anything under the quota.
             configs += [(m, {"MODEL_NUM_THREADS": "1"}) for m in args.memory]
         samples: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
         for round_ in range(args.rounds):
@@ -248,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{samples[index][-1]['cold_start_s']:.2f} s", flush=True)
         rows = [summarise(m, samples[i]) for i, (m, env) in enumerate(configs) if not env]
         one_thread = [summarise(m, samples[i]) for i, (m, env) in enumerate(configs) if env]
-        result = {"memory_sizes": rows, "recommended": recommend(rows), "machine": machine(),
+        result = {"memory_sizes": rows, "recommended": recommend(rows),
+                  "machine": {**machine(), "load_average_before_1_5_15": load_before},
                   "texts": source, "prices": {"per_gb_s_usd": PRICE_GB_S, "per_request_usd": PRICE_REQUEST,
                                               "region": "us-east-1", "architecture": "x86_64"},
                   "notes": ["cpus = memory_mb / 1769 (docker --cpus, a CFS quota), memory = memory_mb (--memory)",
@@ -266,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 json.dump(texts, handle)
             texts_file = Path(handle.name)
             try:
+                # Our handler with its default threads and with one, and the peer with its library's defaults.
                 peers = in_process_peers(texts_file, 1.0, [
                     ("tflite", "tflite", {}), ("tflite-1-thread", "tflite", {"MODEL_NUM_THREADS": "1"}),
                     ("onnxruntime-int8", "onnxruntime-int8", {})], args.peer_requests)
