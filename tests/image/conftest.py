@@ -71,12 +71,19 @@ def engine() -> Iterator[None]:
         pytest.skip(".venv-sam/ has no SAM CLI (make .venv-sam/.installed)")
     if shutil.which("dockerd") is None and os.geteuid() != 0:
         pytest.skip("no container engine and no root to install one")
-    with sam.engine():
+    context = sam.engine()
+    try:
+        context.__enter__()
+    except sam.SamError as exc:
+        pytest.skip(f"{exc} (see /var/lib/sentiment-engine/dockerd.log)")
+    try:
         if docker("image", "inspect", BASE, check=False).returncode != 0:
             reason = _standin_possible()
             if reason:
                 pytest.skip(reason)
         yield
+    finally:
+        context.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")
