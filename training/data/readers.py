@@ -299,30 +299,38 @@ def _read_lines(path: Path) -> list[str]:
     return [line for line in read_text_detect(path).splitlines() if line.strip()]
 
 
-def read_fdu_mtl(path: Path) -> ReadResult:
-    """FDU-MTL ``<domain>.task.{train,test}``: ``label<TAB>text``, 1 positive / 0 negative, lowercased and tokenized."""
-    result = ReadResult(path, "fdu-mtl")
+def _label_first(line: str, sep: str) -> tuple[str | None, str]:
+    value, found, text = line.strip().partition(sep)
+    return (text if found else None), value
+
+
+def _label_last(line: str, sep: str) -> tuple[str | None, str]:
+    text, found, value = line.rpartition(sep)
+    return (text if found else None), value
+
+
+def _read_labelled_lines(path: Path, fmt: str, labels: dict[str, int],
+                         split: Callable[[str], tuple[str | None, str]]) -> ReadResult:
+    """One tokenized, labelled text per line; ``split`` gives (text or None, label value); the text is detokenized."""
+    result = ReadResult(path, fmt)
     for line in _read_lines(path):
-        value, _, text = line.partition("\t")
-        label = {"1": POSITIVE, "0": NEGATIVE}.get(value.strip())
-        if not _ or label is None:
+        text, value = split(line)
+        label = labels.get(value.strip())
+        if text is None or label is None:
             result.bad_rows += 1
             continue
         result.add(detokenize(text), label)
     return result
+
+
+def read_fdu_mtl(path: Path) -> ReadResult:
+    """FDU-MTL ``<domain>.task.{train,test}``: ``label<TAB>text``, 1 positive / 0 negative, lowercased and tokenized."""
+    return _read_labelled_lines(path, "fdu-mtl", {"1": POSITIVE, "0": NEGATIVE}, lambda line: _label_first(line, "\t"))
 
 
 def read_mcauley(path: Path) -> ReadResult:
     """McAuley categories ``<Category>_{train,dev,test}.tsv``: ``text<TAB>label``, 1 positive / -1 negative, tokenized."""
-    result = ReadResult(path, "mcauley")
-    for line in _read_lines(path):
-        text, _, value = line.rpartition("\t")
-        label = {"1": POSITIVE, "-1": NEGATIVE}.get(value.strip())
-        if not _ or label is None:
-            result.bad_rows += 1
-            continue
-        result.add(detokenize(text), label)
-    return result
+    return _read_labelled_lines(path, "mcauley", {"1": POSITIVE, "-1": NEGATIVE}, lambda line: _label_last(line, "\t"))
 
 
 def read_hatn(path: Path) -> ReadResult:
@@ -338,15 +346,7 @@ def read_hatn(path: Path) -> ReadResult:
 
 def read_cr(path: Path) -> ReadResult:
     """Hu & Liu customer reviews (SentEval CR): ``label sentence``, 1 positive / 0 negative, lowercased and tokenized."""
-    result = ReadResult(path, "cr")
-    for line in _read_lines(path):
-        value, _, text = line.strip().partition(" ")
-        label = {"1": POSITIVE, "0": NEGATIVE}.get(value)
-        if not _ or label is None:
-            result.bad_rows += 1
-            continue
-        result.add(detokenize(text), label)
-    return result
+    return _read_labelled_lines(path, "cr", {"1": POSITIVE, "0": NEGATIVE}, lambda line: _label_first(line, " "))
 
 
 FORMATS: dict[str, str] = {
