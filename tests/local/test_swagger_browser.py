@@ -33,6 +33,16 @@ SCREENSHOT = ROOT / "docs" / "img" / "swagger.png"
 REVIEW = "Works great, setup took two minutes."  # synthetic, written for this test
 
 
+def _wait_for_health(base: str) -> None:
+    """Until the server's /health answers (it loads the bundled model first), at most about a minute."""
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(base + "/health", timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def browser_type() -> Iterator[object]:
     if not Path(CHROMIUM).is_file():
@@ -54,12 +64,7 @@ def server() -> Iterator[str]:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(base + "/health", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.2)
+        _wait_for_health(base)
         yield base
     finally:
         process.terminate()
@@ -134,12 +139,7 @@ def test_docs_are_off_with_no_docs() -> None:
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(base + "/health", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.2)
+        _wait_for_health(base)
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(base + "/docs", timeout=10)
         assert error.value.code == 404 and json.loads(error.value.read())["error"]["code"] == "not_found"
