@@ -54,6 +54,7 @@ RESOLVERS = {REST: APIGatewayRestResolver(**_options), HTTP: HttpApiResolver(**_
 
 # Cold start: load once per execution environment; a broken artifact stops start-up here.
 model = SentimentModel.from_settings(settings)
+INTERNAL_MESSAGE = "the service failed to answer; retry, and quote request_id if it persists"  # no internals, ever
 ROUTES = {"/predict": ("POST",), "/health": ("GET",), "/openapi.json": ("GET",)}
 if settings.api_docs:
     ROUTES.update({"/docs": ("GET",), **{f"/docs/{name}": ("GET",) for name in docs.ASSETS}})
@@ -239,7 +240,7 @@ def internal_error(exc: Exception) -> Response:
                               request_id=_request_id())
     _log_failure(exc)
     return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error",
-                          "the service failed to answer; retry, and quote request_id if it persists",
+                          INTERNAL_MESSAGE,
                           request_id=_request_id())
 
 
@@ -285,4 +286,4 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
             return proxy_error(HTTPStatus.BAD_REQUEST, "invalid_event", _invalid_event(event, problem), request_id)
         _log_failure(exc)
         return proxy_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error",
-                           "the service failed to answer; retry, and quote request_id if it persists", request_id)
+                           INTERNAL_MESSAGE, request_id)

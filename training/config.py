@@ -7,6 +7,8 @@ from pathlib import Path
 
 DEFAULT_BASE_MODEL = "distilbert-base-uncased"
 LABELS = ("NEGATIVE", "POSITIVE")  # output order; label index 1 = positive everywhere in training/
+HELDOUT_PREFIX = "heldout/"  # evaluation sets made of a product category kept out of training (--holdout-category)
+HELDOUT_ALL = "heldout/all"  # all held-out categories together
 
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 CPU flags of hardware bfloat16 arithmetic

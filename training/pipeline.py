@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from training.config import LABELS, TrainConfig
+from training.config import HELDOUT_ALL, HELDOUT_PREFIX, LABELS, TrainConfig
 from training.data import LabelSpec, build_splits, load_examples
 from training.data.dataset import DataSplits, Examples, drop_eval_leaks
 
@@ -64,9 +64,6 @@ def load_splits(config: TrainConfig) -> tuple[DataSplits, dict[str, Examples]]:
     return splits, eval_sets
 
 
-HELDOUT_PREFIX = "heldout/"  # evaluation sets made of a category kept out of training
-HELDOUT_ALL = "heldout/all"
-
 
 def _concat(parts: list[Examples]) -> Examples:
     return Examples([t for p in parts for t in p.texts], [label for p in parts for label in p.labels],
@@ -86,24 +83,26 @@ def check_tflite_agreement(output: Path, texts: list[str]) -> dict[str, float]:
 
 def write_reports(metadata: dict, output: Path, log_history: list[dict] | None) -> None:
     """model.json, the plots and MODEL_CARD.md from ``metadata``."""
-    from training.report import plot_confusion_matrices, plot_learning_curves, write_model_card
+    from training.calibration import plot_reliability
+    from training.report import (
+        out_of_category_drop,
+        plot_categories,
+        plot_confusion_matrices,
+        plot_learning_curves,
+        write_model_card,
+    )
 
+    if (drop := out_of_category_drop(metadata["metrics"])) is not None:
+        metadata["out_of_category"] = drop
     (output / "model.json").write_text(json.dumps(metadata, indent=2))
     plot_confusion_matrices({k: v for k, v in metadata["metrics"].items() if k != "validation"}, list(LABELS),
                             output / "confusion_matrices.png")
     if log_history is not None:
         plot_learning_curves(log_history, output / "learning_curves.png", metadata["training"].get("checkpoint_average"))
-    from training.calibration import plot_reliability
-
     if not plot_reliability(metadata["metrics"], output / "reliability.png"):
         (output / "reliability.png").unlink(missing_ok=True)  # no ECE measured: no diagram of another model's
-    from training.report import out_of_category_drop, plot_categories
-
     if not plot_categories(metadata["metrics"], output / "categories.png"):
         (output / "categories.png").unlink(missing_ok=True)
-    if (drop := out_of_category_drop(metadata["metrics"])) is not None:
-        metadata["out_of_category"] = drop
-        (output / "model.json").write_text(json.dumps(metadata, indent=2))
     write_model_card(metadata, output / "MODEL_CARD.md")
 
 

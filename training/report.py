@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from training.config import HELDOUT_ALL, HELDOUT_PREFIX
+
 
 def plot_confusion_matrices(metrics: dict[str, dict], labels: list[str], path: Path, backend: str = "tflite") -> None:
     """One confusion matrix per evaluation set, for ``backend``."""
@@ -63,16 +65,13 @@ def plot_learning_curves(log_history: list[dict], path: Path, average: dict | No
     plt.close(fig)
 
 
-HELDOUT_PREFIX = "heldout/"  # as training.pipeline names the evaluation sets of held-out categories
-
-
 def category_rows(metrics: dict[str, dict], backend: str = "tflite") -> tuple[list[tuple[str, int, float]],
                                                                               list[tuple[str, int, float]]]:
     """(category, n, accuracy) on the test split, and for each held-out category, for ``backend``."""
     test = metrics.get("test", {}).get(backend, {}).get("by_category", {})
     seen = [(c, v["n"], v["accuracy"]) for c, v in test.items()]
     held = [(name[len(HELDOUT_PREFIX):], by[backend]["n"], by[backend]["accuracy"]) for name, by in metrics.items()
-            if name.startswith(HELDOUT_PREFIX) and name != f"{HELDOUT_PREFIX}all" and backend in by]
+            if name.startswith(HELDOUT_PREFIX) and name != HELDOUT_ALL and backend in by]
     return seen, held
 
 
