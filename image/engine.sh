@@ -67,22 +67,33 @@ stop() {
     [ -z "$ids" ] || docker -H "unix://$SOCKET" rm -f $ids >/dev/null 2>&1 || true
     kill "$pid"
     for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    kill -0 "$pid" 2>/dev/null && { say "dockerd still running after 30 s: SIGKILL"; kill -9 "$pid"; }
+    if kill -0 "$pid" 2>/dev/null; then say "dockerd still running after 30 s: SIGKILL"; kill -9 "$pid"; fi
   fi
   rm -f "$STATE/started-by-us"
-  # What the daemon made on the host: its bridge and its iptables chains (the data root is kept as a
-  # build cache; `bash image/engine.sh purge` removes it).
+  # What the daemon made on the host: its bridge and its iptables rules and chains (the data root is kept
+  # as a build cache; `bash image/engine.sh purge` removes it).
   ip link delete docker0 2>/dev/null || true
-  if command -v iptables >/dev/null; then
+  remove_iptables_rules
+}
+
+# Every step tolerates what is already gone: a stop must succeed on a host with none, some or all of the
+# daemon's rules left (grep finding nothing is not a failure under pipefail here).
+remove_iptables_rules() {
+  command -v iptables >/dev/null || return 0
+  local table chain rule
+  for table in filter nat; do
+    # Rules in the built-in chains that jump to the daemon's chains or name its bridge ...
+    { iptables -t "$table" -S 2>/dev/null || true; } \
+      | { grep -E '^-A (PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) .*(-j DOCKER|docker0)' || true; } \
+      | sed 's/^-A/-D/' | while read -r rule; do eval "iptables -t $table $rule" 2>/dev/null || true; done
+    # ... then its own chains: all flushed first, so none is still referenced when they are deleted.
     for chain in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
-      for table in filter nat; do
-        iptables -t "$table" -S 2>/dev/null | grep -E "^-A [A-Z]+ .*-j $chain\$" | sed 's/^-A/-D/' \
-          | while read -r rule; do eval "iptables -t $table $rule" 2>/dev/null || true; done
-        iptables -t "$table" -F "$chain" 2>/dev/null || true
-        iptables -t "$table" -X "$chain" 2>/dev/null || true
-      done
+      iptables -t "$table" -F "$chain" 2>/dev/null || true
     done
-  fi
+    for chain in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
+      iptables -t "$table" -X "$chain" 2>/dev/null || true
+    done
+  done
 }
 
 case "${1:-}" in
