@@ -45,6 +45,11 @@ start() {
   ensure_dockerd
   mkdir -p "$STATE/data" "$STATE/exec" "$(dirname "$SOCKET")"
   say "starting dockerd (data root $STATE/data, socket $SOCKET, log $LOG)"
+  # dockerd turns on IP forwarding and sets the FORWARD policy to DROP: what they were is kept, and
+  # `stop` puts them back.
+  { echo "ip_forward=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || true)"
+    echo "forward_policy=$({ iptables -S FORWARD 2>/dev/null || true; } | awk '$1 == "-P" {print $3}')"
+  } >"$STATE/host-before"
   # setsid: the daemon outlives this script (make calls start and stop in separate shells).
   setsid dockerd --data-root "$STATE/data" --exec-root "$STATE/exec" --pidfile "$PIDFILE" \
     -H "unix://$SOCKET" --ip 127.0.0.1 --userland-proxy=true >"$LOG" 2>&1 </dev/null &
@@ -74,6 +79,17 @@ stop() {
   # as a build cache; `bash image/engine.sh purge` removes it).
   ip link delete docker0 2>/dev/null || true
   remove_iptables_rules
+  restore_host
+}
+
+restore_host() {
+  [ -f "$STATE/host-before" ] || return 0
+  local forwarding policy
+  forwarding=$(sed -n 's/^ip_forward=//p' "$STATE/host-before")
+  policy=$(sed -n 's/^forward_policy=//p' "$STATE/host-before")
+  case "$forwarding" in 0|1) sysctl -qw "net.ipv4.ip_forward=$forwarding" 2>/dev/null || true ;; esac
+  case "$policy" in ACCEPT|DROP) iptables -t filter -P FORWARD "$policy" 2>/dev/null || true ;; esac
+  rm -f "$STATE/host-before"
 }
 
 # Every step tolerates what is already gone: a stop must succeed on a host with none, some or all of the

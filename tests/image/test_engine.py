@@ -58,8 +58,8 @@ def _stub(path: Path, body: str) -> None:
     path.chmod(0o755)
 
 
-def _stop(tmp_path: Path, rules: dict[str, list[str]], *,
-          started: bool = True) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+def _stop(tmp_path: Path, rules: dict[str, list[str]], *, started: bool = True,
+          before: str | None = None) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
     """Run ``engine.sh stop`` with stand-in tools; returns the result and the iptables calls made."""
     bin_dir, state = tmp_path / "bin", tmp_path / "state"
     bin_dir.mkdir()
@@ -77,6 +77,9 @@ esac
 """)
     _stub(bin_dir / "ip", f'echo "ip $*" >> {shlex.quote(str(tmp_path / "ip.log"))}\n')
     _stub(bin_dir / "docker", "exit 1\n")
+    _stub(bin_dir / "sysctl", f'echo "sysctl $*" >> {shlex.quote(str(tmp_path / "sysctl.log"))}\n')
+    if before is not None:
+        (state / "host-before").write_text(before)
     if started:
         gone = subprocess.Popen(["true"])
         gone.wait()
@@ -107,6 +110,20 @@ def test_stop_removes_every_rule_and_chain_of_the_daemon_and_nothing_else(tmp_pa
         assert max(i for i, verb in enumerate(verbs) if verb == "-F") < verbs.index("-X")
     assert (tmp_path / "ip.log").read_text() == "ip link delete docker0\n"
     assert not (tmp_path / "state" / "started-by-us").exists()
+
+
+def test_stop_puts_back_the_forwarding_the_daemon_changed(tmp_path: Path) -> None:
+    result, calls = _stop(tmp_path, ALL_RULES, before="ip_forward=0\nforward_policy=ACCEPT\n")
+    assert result.returncode == 0, result.stderr
+    assert ["-t", "filter", "-P", "FORWARD", "ACCEPT"] in calls
+    assert (tmp_path / "sysctl.log").read_text() == "sysctl -qw net.ipv4.ip_forward=0\n"
+    assert not (tmp_path / "state" / "host-before").exists()
+
+
+def test_stop_changes_no_policy_when_nothing_was_recorded(tmp_path: Path) -> None:
+    result, calls = _stop(tmp_path, ALL_RULES, before="ip_forward=\nforward_policy=\n")
+    assert result.returncode == 0, result.stderr
+    assert not [call for call in calls if "-P" in call] and not (tmp_path / "sysctl.log").exists()
 
 
 @pytest.mark.parametrize("rules", [PARTIAL_RULES, {"filter": ["-P FORWARD ACCEPT"], "nat": []}],
