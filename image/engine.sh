@@ -18,6 +18,8 @@ PIDFILE=$STATE/dockerd.pid
 LOG=$STATE/dockerd.log
 # Pinned to what Debian 12 ships (engine 20.10); the client on PATH may be newer and talks down to it.
 DOCKER_IO_VERSION=${DOCKER_IO_VERSION:-20.10.24+dfsg1-1+deb12u1+b6}
+# The iptables chains dockerd creates (in the filter and nat tables).
+DOCKER_CHAINS="DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER"
 
 say() { echo "engine: $*" >&2; }
 
@@ -103,12 +105,8 @@ remove_iptables_rules() {
       | { grep -E '^-A (PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) .*(-j DOCKER|docker0)' || true; } \
       | sed 's/^-A/-D/' | while read -r rule; do eval "iptables -t $table $rule" 2>/dev/null || true; done
     # ... then its own chains: all flushed first, so none is still referenced when they are deleted.
-    for chain in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
-      iptables -t "$table" -F "$chain" 2>/dev/null || true
-    done
-    for chain in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
-      iptables -t "$table" -X "$chain" 2>/dev/null || true
-    done
+    for chain in $DOCKER_CHAINS; do iptables -t "$table" -F "$chain" 2>/dev/null || true; done
+    for chain in $DOCKER_CHAINS; do iptables -t "$table" -X "$chain" 2>/dev/null || true; done
   done
 }
 
