@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--format", default="auto", choices=sorted(FORMATS))
     ev.add_argument("--backend", default="both", choices=["savedmodel", "tflite", "both"])
     ev.add_argument("--json", type=Path, default=None, help="write the metrics here")
-    export = sub.add_parser("export", help="rebuild model.tflite from a model directory's SavedModel and "
+    export = sub.add_parser("export", help="rebuild saved_model/ and model.tflite from a model directory's PyTorch weights and "
                                            "re-measure it on the split it was trained with (no training)")
     export.add_argument("--model", type=Path, default=Path("model_artifacts"))
     cal = sub.add_parser("calibrate", help="fit the softmax temperature of a model directory on labelled data "
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
 
             build_offline_base(args.output)
         elif args.command == "export":
-            from training.pipeline import reexport_tflite
+            from training.pipeline import reexport
 
-            metadata = reexport_tflite(args.model)
+            metadata = reexport(args.model)
             print(json.dumps({name: values.get("tflite", {}).get("accuracy") for name, values in metadata["metrics"].items()},
                              indent=2))
         elif args.command == "calibrate":

@@ -26,6 +26,14 @@ def accuracy_by_category(examples: Examples, predicted: np.ndarray) -> dict[str,
             for c in sorted(set(examples.categories))}
 
 
+def _logits(model, texts: list[str], scored: dict[str, np.ndarray]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """``model``'s logits for ``texts``, scoring only the texts that ``scored`` does not hold yet (and adding them)."""
+    new = list(dict.fromkeys(t for t in texts if t not in scored))
+    if new:
+        scored.update(zip(new, model.predict_logits(new)[0], strict=True))
+    return np.stack([scored[t] for t in texts]) if texts else np.zeros((0, len(model.labels)), dtype=np.float32)
+
+
 def evaluate_model_dir(model_dir: Path, datasets: dict[str, Examples], backends: list[str]) -> dict[str, dict[str, dict]]:
     """``{set: {backend: metrics}}`` plus, with two backends, their label agreement per set."""
     from tqdm.auto import tqdm
@@ -37,8 +45,9 @@ def evaluate_model_dir(model_dir: Path, datasets: dict[str, Examples], backends:
     for backend in backends:
         model = SentimentModel(model_dir, backend)
         positive = model.labels.index("POSITIVE") if "POSITIVE" in model.labels else 1
+        scored: dict[str, np.ndarray] = {}  # text -> logits: a set made of earlier ones (heldout/all) costs nothing
         for name, examples in tqdm(datasets.items(), desc=f"evaluate {backend}", unit="set"):
-            logits, _ = model.predict_logits(examples.texts)  # arg-max of logits = of the calibrated probabilities
+            logits = _logits(model, examples.texts, scored)  # arg-max of logits = of the calibrated probabilities
             predicted = (logits.argmax(axis=1) == positive).astype(int)
             predictions[name][backend] = predicted
             results[name][backend] = classification_metrics(examples.labels, predicted)

@@ -106,17 +106,32 @@ def write_reports(metadata: dict, output: Path, log_history: list[dict] | None) 
     write_model_card(metadata, output / "MODEL_CARD.md")
 
 
-def reexport_tflite(output: Path) -> dict:
-    """Rebuild ``model.tflite`` from the directory's SavedModel and re-measure it, without training.
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
-    For exporter changes: the weights (and so the version) stay; the TFLite metrics, the backends'
-    agreement per set and the validation agreement are recomputed on the same split, which is
-    rebuilt from the training configuration recorded in model.json (so the data must be where it was).
+
+def reexport(output: Path) -> dict:
+    """Rebuild ``saved_model/`` and ``model.tflite`` from the directory's own PyTorch weights, without training.
+
+    For exporter changes: the weights (and so the version) stay, which is checked; both backends'
+    metrics, their agreement per set and the validation agreement are recomputed on the same split,
+    which is rebuilt from the training configuration recorded in model.json (so the data must be where
+    it was). A failure anywhere leaves both artifacts as they were.
     """
     from dataclasses import fields
 
     from training.evaluate import evaluate_model_dir
-    from training.export import save_tflite
+    from training.export import (
+        PROBE_TEXTS,
+        ExportError,
+        convert_to_tensorflow,
+        save_savedmodel,
+        save_tflite,
+        weights_version,
+    )
 
     metadata = json.loads((output / "model.json").read_text())
     recorded = metadata.get("training", {}).get("config")
@@ -129,21 +144,33 @@ def reexport_tflite(output: Path) -> dict:
                          "(run from the directory it was trained in)")
     splits, eval_sets = load_splits(config)
     started = time.perf_counter()
-    previous = output / "model.tflite.previous"
-    shutil.copy2(output / "model.tflite", previous)
+    kept = {name: output / f"{name}.previous" for name in ("model.tflite", "saved_model")}
+    for name, previous in kept.items():
+        _remove(previous)
+        (shutil.copytree if (output / name).is_dir() else shutil.copy2)(output / name, previous)
     try:
+        probe = list(PROBE_TEXTS) + splits.validation.texts[:24]
+        tf_model, _, pt_model, difference = convert_to_tensorflow(output / "pytorch", probe, int(metadata["max_length"]))
+        if weights_version(pt_model) != metadata["version"]:
+            raise ExportError(f"{output / 'pytorch'} holds weights {weights_version(pt_model)}, but model.json is "
+                              f"version {metadata['version']}: not the model this directory describes")
+        save_savedmodel(tf_model, output / "saved_model")
         save_tflite(output / "saved_model", output / "model.tflite", int(metadata["max_length"]))
+        metadata["export"]["max_logit_difference"] = difference
         metadata["export"]["tflite_validation_agreement"] = check_tflite_agreement(output, splits.validation.texts)
     except BaseException:
-        previous.replace(output / "model.tflite")  # a failed re-export leaves the directory as it was
+        for name, previous in kept.items():  # a failed re-export leaves the directory as it was
+            _remove(output / name)
+            previous.replace(output / name)
         raise
-    previous.unlink()
+    for previous in kept.values():
+        _remove(previous)
     backend_metrics = evaluate_model_dir(output, {"test": splits.test, **eval_sets}, ["savedmodel", "tflite"])
     for name, values in backend_metrics.items():
         metadata["metrics"].setdefault(name, {}).update(values)
     metadata["export"]["reexported"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     write_reports(metadata, output, None)
-    logger.info("model.tflite of %s re-exported and re-measured in %.0f s", metadata["version"],
+    logger.info("saved_model and model.tflite of %s re-exported and re-measured in %.0f s", metadata["version"],
                 time.perf_counter() - started)
     return metadata
 

@@ -179,7 +179,7 @@ def _titles_note(data: dict) -> str:
 
 def _reexport_note(metadata: dict) -> str:
     when = metadata.get("export", {}).get("reexported")
-    return (f"\nmodel.tflite was rebuilt from the same weights on {when} with `python -m training export` "
+    return (f"\nsaved_model/ and model.tflite were rebuilt from the same weights on {when} with `python -m training export` "
             "(a newer exporter); its metrics below are re-measured.\n" if when else "")
 
 

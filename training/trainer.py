@@ -40,10 +40,15 @@ class MinEpochsEarlyStopping(EarlyStoppingCallback):
         self.min_epochs = min_epochs
 
     def on_evaluate(self, args, state: TrainerState, control: TrainerControl, metrics, **kwargs):  # type: ignore[no-untyped-def]
+        # Already set before this evaluation: the run reached its last step (the Trainer's own flow), which
+        # is neither early stopping nor for this callback to undo.
+        finished = control.should_training_stop
         super().on_evaluate(args, state, control, metrics, **kwargs)
-        if control.should_training_stop and (state.epoch or 0) < self.min_epochs - 1e-6:
+        if finished or not control.should_training_stop:
+            return
+        if (state.epoch or 0) < self.min_epochs - 1e-6:
             control.should_training_stop = False
-        elif control.should_training_stop:
+        else:
             logger.info("early stopping at epoch %.2f (no improvement for %d evaluations)",
                         state.epoch or 0, self.early_stopping_patience)
 

@@ -93,6 +93,21 @@ def test_early_stopping_keeps_going_while_improving() -> None:
     assert _run_evaluations([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3], min_epochs=5) is None
 
 
+def test_the_last_epoch_ending_is_not_called_early_stopping(caplog: pytest.LogCaptureFixture) -> None:
+    """A run that simply reaches its last step (--epochs 1) stops, and the log does not call it early stopping."""
+    args = TrainingArguments(output_dir="/tmp/unused", eval_strategy="epoch", save_strategy="epoch",
+                             load_best_model_at_end=True, metric_for_best_model="loss", greater_is_better=False)
+    callback = MinEpochsEarlyStopping(patience=2, min_epochs=5)
+    state, control = TrainerState(epoch=1.0), TrainerControl(should_training_stop=True)  # as the flow leaves it
+    with caplog.at_level("INFO", logger="training.trainer"):
+        callback.on_evaluate(args, state, control, {"eval_loss": 0.5})
+    assert control.should_training_stop  # min_epochs does not keep a finished run going
+    assert "early stopping" not in caplog.text
+    with caplog.at_level("INFO", logger="training.trainer"):
+        assert _run_evaluations([0.5, 0.6, 0.7], min_epochs=0) == 3.0  # real early stopping is still said
+    assert "early stopping at epoch 3.00" in caplog.text
+
+
 def test_model_name_follows_the_output_folder_unless_given(tmp_path: Path) -> None:
     def name(**values: object) -> str | None:
         return TrainConfig(data=[tmp_path / "x.csv"], **values).name  # type: ignore[arg-type]

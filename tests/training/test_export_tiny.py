@@ -122,7 +122,7 @@ def test_the_converter_dequantizes_the_small_table_before_the_lookup(small_vocab
     (quantized, _), = small_vocabulary_run["conversions"]
     lookups = _gathers(quantized)
     assert ("INT8", "constant", [VOCABULARY, 32], True) in lookups["single_16"]  # the usual int8 lookup
-    for key in ("single_64", "single_128"):  # more rows read than the table has
+    for key in ("single_64", "single_80", "single_96", "single_128"):  # more rows read than the table has
         assert lookups[key] == [("FLOAT32", "DEQUANTIZE", [VOCABULARY, 32], False)]
 
 
@@ -133,7 +133,7 @@ def test_every_lookup_reads_the_fine_tuned_float_table(small_vocabulary_run: dic
 
     output = small_vocabulary_run["output"]
     lookups = _gathers((output / "model.tflite").read_bytes())
-    assert set(lookups) == {"serving_default", "single_16", "single_32", "single_64", "single_128"}
+    assert set(lookups) == {"serving_default", *(f"single_{n}" for n in (8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128))}
     for key, rows in lookups.items():
         assert rows, key
         assert all(row == ("FLOAT32", "constant", row[2], True) for row in rows), (key, rows)  # no DEQUANTIZE left
@@ -214,7 +214,7 @@ def test_tables_the_converter_left_float_need_nothing_replaced(tmp_path: Path) -
     save_savedmodel(tf_model, tmp_path / "saved_model")
     save_tflite(tmp_path / "saved_model", tmp_path / "model.tflite", 32)
     lookups = _gathers((tmp_path / "model.tflite").read_bytes())
-    assert set(lookups) == {"serving_default", "single_16", "single_32"}
+    assert set(lookups) == {"serving_default", *(f"single_{n}" for n in (8, 12, 16, 20, 24, 32))}
     assert all(row[:2] == ("FLOAT32", "constant") for rows in lookups.values() for row in rows)
     interpreter = Interpreter(model_path=str(tmp_path / "model.tflite"))
     ids = np.array([[2, 7, 8, 3] + [0] * 12], np.int32)
