@@ -6,8 +6,9 @@ Through the image's own runtime interface emulator it measures the cold start (`
 response), p50 / p99 of single-review requests, the throughput of 32-review requests, and the cost per
 million single-review requests. Writes benchmarks/results/tuning.json and tuning.png.
 
-Under the 1-vCPU quota it also runs our handler and the ``onnxruntime-int8`` peer of ``make bench`` in
-process (benchmarks/worker.py, in a container with the same quota) on the same texts, to compare p50s.
+Under the 1-vCPU quota it also runs our handler, our tokenizer + model without the handler, and the
+``onnxruntime-int8`` peer of ``make bench`` in process (benchmarks/worker.py, in a container with the same
+quota) on the same texts, to compare p50s.
 
 Prices (AWS Lambda, x86_64, on demand, us-east-1; aws.amazon.com/lambda/pricing): $0.0000166667 per GB-second
 and $0.20 per million requests; duration billed per millisecond.
@@ -268,9 +269,11 @@ def main(argv: list[str] | None = None) -> int:
                 json.dump(texts, handle)
             texts_file = Path(handle.name)
             try:
-                # Our handler with its default threads and with one, and the peer with its library's defaults.
+                # Our handler with its default threads and with one, the same tokenizer + model without the handler
+                # (like for like with the peer), and the peer with its library's defaults.
                 peers = in_process_peers(texts_file, 1.0, [
                     ("tflite", "tflite", {}), ("tflite-1-thread", "tflite", {"MODEL_NUM_THREADS": "1"}),
+                    ("tflite-model-only", "tflite-model-only", {}),
                     ("onnxruntime-int8", "onnxruntime-int8", {})], args.peer_requests)
             finally:
                 texts_file.unlink()
@@ -279,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                     peers["tflite"]["p50_ms"] / peers["onnxruntime-int8"]["p50_ms"], 3)
                 peers["p50_tflite_1_thread_over_onnxruntime_int8"] = round(
                     peers["tflite-1-thread"]["p50_ms"] / peers["onnxruntime-int8"]["p50_ms"], 3)
+                peers["p50_tflite_model_only_over_onnxruntime_int8"] = round(
+                    peers["tflite-model-only"]["p50_ms"] / peers["onnxruntime-int8"]["p50_ms"], 3)
             result["one_vcpu_in_process"] = {"quota_cpus": 1.0, **peers}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     chart(result, args.out.with_suffix(".png"))

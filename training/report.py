@@ -180,7 +180,7 @@ def _titles_note(data: dict) -> str:
 def _reexport_note(metadata: dict) -> str:
     when = metadata.get("export", {}).get("reexported")
     return (f"\nsaved_model/ and model.tflite were rebuilt from the same weights on {when} with `python -m training export` "
-            "(a newer exporter); its metrics below are re-measured.\n" if when else "")
+            "(a newer exporter); their metrics below are re-measured.\n" if when else "")
 
 
 def _averaging_note(training: dict) -> str:
