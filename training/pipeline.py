@@ -124,14 +124,7 @@ def reexport(output: Path) -> dict:
     from dataclasses import fields
 
     from training.evaluate import evaluate_model_dir
-    from training.export import (
-        PROBE_TEXTS,
-        ExportError,
-        convert_to_tensorflow,
-        save_savedmodel,
-        save_tflite,
-        weights_version,
-    )
+    from training.export import ExportError, export_artifacts, weights_version
 
     metadata = json.loads((output / "model.json").read_text())
     recorded = metadata.get("training", {}).get("config")
@@ -149,13 +142,12 @@ def reexport(output: Path) -> dict:
         _remove(previous)
         (shutil.copytree if (output / name).is_dir() else shutil.copy2)(output / name, previous)
     try:
-        probe = list(PROBE_TEXTS) + splits.validation.texts[:24]
-        tf_model, _, pt_model, difference = convert_to_tensorflow(output / "pytorch", probe, int(metadata["max_length"]))
-        if weights_version(pt_model) != metadata["version"]:
-            raise ExportError(f"{output / 'pytorch'} holds weights {weights_version(pt_model)}, but model.json is "
+        _, pt_model, difference = export_artifacts(output / "pytorch", output, splits.validation.texts,
+                                                   int(metadata["max_length"]))
+        version = weights_version(pt_model)
+        if version != metadata["version"]:
+            raise ExportError(f"{output / 'pytorch'} holds weights {version}, but model.json is "
                               f"version {metadata['version']}: not the model this directory describes")
-        save_savedmodel(tf_model, output / "saved_model")
-        save_tflite(output / "saved_model", output / "model.tflite", int(metadata["max_length"]))
         metadata["export"]["max_logit_difference"] = difference
         metadata["export"]["tflite_validation_agreement"] = check_tflite_agreement(output, splits.validation.texts)
     except BaseException:
@@ -182,15 +174,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     import transformers
 
     from training.evaluate import evaluate_model_dir
-    from training.export import (
-        PROBE_TEXTS,
-        convert_to_tensorflow,
-        save_pytorch_copy,
-        save_savedmodel,
-        save_tflite,
-        save_tokenizer,
-        weights_version,
-    )
+    from training.export import export_artifacts, save_pytorch_copy, save_tokenizer, weights_version
     from training.metrics import classification_metrics
     from training.trainer import average_checkpoints, fine_tune, predict_labels
 
@@ -233,10 +217,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     output = config.output
     output.mkdir(parents=True, exist_ok=True)
-    probe = list(PROBE_TEXTS) + splits.validation.texts[:24]
-    tf_model, tokenizer, pt_model, difference = convert_to_tensorflow(final_dir, probe, config.max_length)
-    save_savedmodel(tf_model, output / "saved_model")
-    save_tflite(output / "saved_model", output / "model.tflite", config.max_length)
+    tokenizer, pt_model, difference = export_artifacts(final_dir, output, splits.validation.texts, config.max_length)
     save_tokenizer(tokenizer, output / "tokenizer.json")
     save_pytorch_copy(final_dir, output / "pytorch")
     version = weights_version(pt_model)
