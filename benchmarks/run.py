@@ -61,11 +61,23 @@ def run_worker(engine: str, mode: str, texts_file: Path, timeout: int = 900) -> 
     return result
 
 
+# The CPU's widest int8 dot-product instructions, best first: they pick LiteRT's (XNNPACK) and ONNX Runtime's
+# (MLAS) int8 matrix kernels, and so decide their p50 ratio (docs/benchmark.md#the-int8-kernels-decide-the-ratio).
+INT8_DOT_PRODUCT = (("amx_int8", "AMX-INT8"), ("avx512_vnni", "AVX512-VNNI"), ("avx_vnni", "AVX-VNNI"),
+                    ("avx512bw", "AVX512BW"), ("avx2", "AVX2"), ("i8mm", "Arm I8MM"), ("asimddp", "Arm DotProd"))
+
+
+def cpu_info(path: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """The CPU's model name and its best int8 dot-product instruction set (``INT8_DOT_PRODUCT``)."""
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    name = re.search(r"^(?:model name|Model)\s*:\s*(.+)$", text, re.M)
+    flags_line = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", text, re.M)
+    flags = set(flags_line.group(1).split()) if flags_line else set()
+    best = next((label for flag, label in INT8_DOT_PRODUCT if flag in flags), "unknown")
+    return {"cpu": name.group(1).strip() if name else "", "int8_dot_product": best}
+
+
 def environment() -> dict:
-    cpu = ""
-    if Path("/proc/cpuinfo").exists():
-        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        cpu = found.group(1) if found else ""
     versions = {}
     for package in ("ai-edge-litert", "tensorflow-cpu", "torch", "transformers", "onnxruntime", "tokenizers",
                     "aws-lambda-powertools"):
@@ -73,7 +85,7 @@ def environment() -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": platform.machine(), "cpu": cpu,
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": platform.machine(), **cpu_info(),
             "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(), "versions": versions,
             "threads": "library defaults: every engine may use all CPUs of the process "
                        "(LiteRT num_threads = CPUs, TF/PyTorch/ORT intra-op pools = CPUs)"}

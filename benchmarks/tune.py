@@ -21,7 +21,6 @@ import http.client
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.run import PRICE_GB_S, PRICE_REQUEST, RESULTS, ROOT, load_texts
+from benchmarks.run import PRICE_GB_S, PRICE_REQUEST, RESULTS, ROOT, cpu_info, load_texts
 
 MEMORY_SIZES = (512, 1024, 1769, 2048, 3008)
 MB_PER_VCPU = 1769
@@ -204,13 +203,9 @@ def chart(result: dict, path: Path) -> None:
 
 
 def machine() -> dict:
-    cpu = ""
-    if Path("/proc/cpuinfo").exists():
-        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        cpu = found.group(1) if found else ""
     base = subprocess.run([DOCKER, "image", "inspect", "-f", '{{ index .Config.Labels "org.sentiment.standin" }}',
                            "public.ecr.aws/lambda/python:3.12"], capture_output=True, text=True, check=False).stdout
-    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu, "cpus": len(os.sched_getaffinity(0)),
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), **cpu_info(), "cpus": len(os.sched_getaffinity(0)),
             "machine": platform.machine(), "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
             "base_image": base.strip() if base.strip() not in ("", "<no value>") else "public.ecr.aws/lambda/python:3.12"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import latency_summary, run_worker
+from benchmarks.run import cpu_info, latency_summary, run_worker
 from tests.conftest import BUNDLED
 
 
@@ -18,6 +18,26 @@ def test_latency_summary_pools_rounds_and_keeps_each_rounds_p50() -> None:
     assert summary["p50_ms"] == 5.5  # median of the ten requests, not of the two round medians
     assert summary["p99_ms"] == 100.0
     assert summary["p50_rounds_ms"] == [3.0, 7.0]
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ("fpu sse4_2 avx avx2 fma", "AVX2"),  # this project's 2-core EPYC: XNNPACK's int8 kernel is the slow one
+    ("avx2 avx512f avx512bw avx512_vnni avx512_bf16", "AVX512-VNNI"),
+    ("avx2 avx_vnni", "AVX-VNNI"),
+    ("avx2 avx512bw avx512_vnni amx_tile amx_int8", "AMX-INT8"),
+    ("sse2 sse4_2", "unknown"),
+])
+def test_cpu_info_names_the_best_int8_dot_product(flags: str, expected: str, tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert cpu_info(cpuinfo) == {"cpu": "AMD EPYC", "int8_dot_product": expected}
+
+
+def test_cpu_info_reads_arm_features_and_survives_a_missing_file(tmp_path: Path) -> None:
+    arm = tmp_path / "cpuinfo"
+    arm.write_text("processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd asimddp sve i8mm bf16\n")
+    assert cpu_info(arm)["int8_dot_product"] == "Arm I8MM"
+    assert cpu_info(tmp_path / "absent") == {"cpu": "", "int8_dot_product": "unknown"}
 
 
 @pytest.mark.skipif(not (BUNDLED / "model.tflite").is_file(), reason="no bundled model in model_artifacts/")
@@ -57,3 +77,26 @@ def test_peers_are_rebuilt_when_the_bundled_model_changes(tmp_path: Path, monkey
     (tmp_path / "onnx").unlink()  # a missing peer alone is rebuilt
     engines.prepare(peers)
     assert built[-1] == "onnx" and len(built) == 5
+
+
+def test_multiply_adds_equal_pytorchs_count_of_the_full_model() -> None:
+    """The kernels table's arithmetic, against torch's own FLOP counter on a small DistilBERT."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from benchmarks.kernels import multiply_adds
+
+    config = DistilBertConfig(vocab_size=60, dim=32, hidden_dim=48, n_layers=3, n_heads=2, max_position_embeddings=64)
+    config._attn_implementation = "eager"  # the counter does not see inside scaled_dot_product_attention on the CPU
+    model = DistilBertForSequenceClassification(config).eval()
+    length = 11
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(input_ids=torch.ones((1, length), dtype=torch.long))
+    full = multiply_adds(config.to_dict(), length, cls_only_last_layer=False)
+    assert counter.get_total_flops() == 2 * full
+    # [CLS] only in the last layer: its query, output projection and feed-forward network for 1 position of 11,
+    # attention for 1 query; the key and value projections still read all 11.
+    pruned = multiply_adds(config.to_dict(), length, cls_only_last_layer=True)
+    saved = (length - 1) * (2 * 32 * 32 + 2 * 32 * 48) + 2 * (length - 1) * length * 32
+    assert full - pruned == saved
