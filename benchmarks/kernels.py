@@ -66,7 +66,7 @@ def _onnxruntime(length: int, threads: int) -> Callable[[], object]:
     return lambda: session.run(["logits"], {"input_ids": ids, "attention_mask": mask})
 
 
-ENGINES = {"tflite": (_tflite, True), "onnxruntime-int8": (_onnxruntime, False)}
+RUNNERS = {"tflite": (_tflite, True), "onnxruntime-int8": (_onnxruntime, False)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--requests", type=int, default=1000, help="per engine per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=list(ENGINES), help="loop this engine alone (a perf record target)")
+    parser.add_argument("--only", choices=list(RUNNERS), help="loop this engine alone (a perf record target)")
     parser.add_argument("--seconds", type=float, default=8.0, help="with --only: how long to loop")
     args = parser.parse_args(argv)
     config = json.loads((ARTIFACTS / "pytorch" / "config.json").read_text())
-    names = [args.only] if args.only else list(ENGINES)
-    runs = {name: ENGINES[name][0](args.length, args.threads) for name in names}
+    names = [args.only] if args.only else list(RUNNERS)
+    runs = {name: RUNNERS[name][0](args.length, args.threads) for name in names}
     for run in runs.values():
         for _ in range(20):
             run()
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"length": args.length, "threads": args.threads, **cpu_info(), "engines": {}}
     for name in names:
         p50 = statistics.median(latencies[name])
-        macs = multiply_adds(config, args.length, cls_only_last_layer=ENGINES[name][1])
+        macs = multiply_adds(config, args.length, cls_only_last_layer=RUNNERS[name][1])
         result["engines"][name] = {"p50_ms": round(p50 * 1000, 3), "multiply_adds_m": round(macs / 1e6, 1),
                                    "multiply_adds_per_s_g": round(macs / p50 / 1e9, 1)}
     print(json.dumps(result, indent=2))

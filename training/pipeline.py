@@ -135,6 +135,13 @@ def reexport(output: Path) -> dict:
     if missing:
         raise ValueError(f"the model's training/evaluation data is not there: {', '.join(missing)} "
                          "(run from the directory it was trained in)")
+    # Before the split is rebuilt and anything converted: another model's weights are refused at once.
+    from transformers import AutoModelForSequenceClassification
+
+    version = weights_version(AutoModelForSequenceClassification.from_pretrained(output / "pytorch"))
+    if version != metadata["version"]:
+        raise ExportError(f"{output / 'pytorch'} holds weights {version}, but model.json is "
+                          f"version {metadata['version']}: not the model this directory describes")
     splits, eval_sets = load_splits(config)
     started = time.perf_counter()
     kept = {name: output / f"{name}.previous" for name in ("model.tflite", "saved_model")}
@@ -142,12 +149,8 @@ def reexport(output: Path) -> dict:
         _remove(previous)
         (shutil.copytree if (output / name).is_dir() else shutil.copy2)(output / name, previous)
     try:
-        _, pt_model, difference = export_artifacts(output / "pytorch", output, splits.validation.texts,
-                                                   int(metadata["max_length"]))
-        version = weights_version(pt_model)
-        if version != metadata["version"]:
-            raise ExportError(f"{output / 'pytorch'} holds weights {version}, but model.json is "
-                              f"version {metadata['version']}: not the model this directory describes")
+        _, _, difference = export_artifacts(output / "pytorch", output, splits.validation.texts,
+                                            int(metadata["max_length"]))
         metadata["export"]["max_logit_difference"] = difference
         metadata["export"]["tflite_validation_agreement"] = check_tflite_agreement(output, splits.validation.texts)
     except BaseException:
