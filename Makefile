@@ -25,6 +25,12 @@ BUNDLED_ARGS := --run-dir runs/full --name sentiment-distilbert --balance --cate
 	--seed 42 --validation-fraction 0.03 --test-fraction 0.03 \
 	--max-length 128 --epochs 1 --min-epochs 1 $(BF16) --frozen-embeddings model_artifacts/pytorch \
 	--resume --notes @training/bundled_notes.md
+# Stage 2 continues stage 1's weights on reviews it did not see (training/continued_notes.md)
+CONTINUED_ARGS := --run-dir runs/continued --name sentiment-distilbert --balance --category-cap 600 --after-sample 1200 \
+	--holdout-category office_products --holdout-category pet_supplies --holdout-category video_games \
+	--seed 42 --validation-fraction 0.03 --test-fraction 0.03 \
+	--max-length 128 --epochs 1 --min-epochs 1 --learning-rate 3e-5 --warmup-steps 80 $(BF16) \
+	--frozen-embeddings model_artifacts/pytorch --resume --notes @training/continued_notes.md
 # bfloat16 autocast only where the CPU computes it natively: emulated it is dozens of times slower
 BF16 := $(shell grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo 2>/dev/null && echo --bf16)
 # make evaluate
@@ -84,8 +90,9 @@ train: $(VENV)/.dev ## fine-tune + evaluate + export: DATA, FORMAT, EVAL_DATA, B
 	$(PY) -m training train --data $(DATA) --format $(FORMAT) $(if $(EVAL_DATA),--eval-data $(EVAL_DATA)) \
 		--base-model $(BASE_MODEL) --output $(OUTPUT) $(TRAIN_ARGS)
 
-train-bundled: ## reproduce the bundled model: about an hour of training on 2 CPU cores, into runs/full/artifacts
-	$(MAKE) train OUTPUT=runs/full/artifacts TRAIN_ARGS="$(BUNDLED_ARGS)"
+train-bundled: ## reproduce the bundled model: about 100 min of training on 2 CPU cores, into runs/continued/artifacts
+	$(MAKE) train OUTPUT=runs/full/artifacts TRAIN_ARGS="$(BUNDLED_ARGS) --fine-tune-only"
+	$(MAKE) train BASE_MODEL=runs/full/final_model OUTPUT=runs/continued/artifacts TRAIN_ARGS="$(CONTINUED_ARGS)"
 
 evaluate: $(VENV)/.dev ## score MODEL on DATA with both backends: make evaluate DATA=file FORMAT=fasttext
 	$(PY) -m training evaluate --model $(MODEL) --data $(DATA) --format $(FORMAT) --backend both

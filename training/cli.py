@@ -38,6 +38,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                         "training and validation and evaluated on its own: the out-of-category figure (repeatable)")
     p.add_argument("--category-cap", type=int, default=None, metavar="N",
                    help="at most N training texts per product category and label, drawn at random")
+    p.add_argument("--after-sample", type=int, default=None, metavar="N",
+                   help="continued training: leave out the reviews a run with --category-cap N (same --seed, "
+                        "--balance and split) drew, so the new sample holds only reviews the base has not seen")
+    p.add_argument("--fine-tune-only", action="store_true",
+                   help="stop after the fine-tune (RUN_DIR/final_model): no evaluation, export or model.json")
     p.add_argument("--title-examples", action="store_true",
                    help="also train on each training review's title (headline) as a short text of its own")
     p.add_argument("--bf16", action="store_true",

@@ -50,6 +50,11 @@ class TrainConfig:
         "help": "product category kept out of training and validation entirely and evaluated on its own (repeatable)"})
     category_cap: int | None = field(default=None, metadata={
         "help": "at most this many training texts per product category and label (spreads the sample over categories)"})
+    after_sample: int | None = field(default=None, metadata={
+        "help": "continued training: leave out the reviews that a run with --category-cap N (same --seed, --balance "
+                "and split) trained on, so the sample is of reviews the base model has not seen"})
+    fine_tune_only: bool = field(default=False, metadata={
+        "help": "stop after the fine-tune (run_dir/final_model): no evaluation, export or model.json"})
     title_examples: bool = field(default=False, metadata={
         "help": "also train on each training review's title as a short text of its own"})
     bf16: bool = field(default=False, metadata={
@@ -108,6 +113,10 @@ class TrainConfig:
                              "drop --bf16 (make train-bundled adds it only where the CPU has it)")
         if self.category_cap is not None and self.category_cap < 1:
             raise ValueError(f"--category-cap must be at least 1, got {self.category_cap}")
+        if self.after_sample is not None and self.after_sample < 1:
+            raise ValueError(f"--after-sample must be at least 1, got {self.after_sample}")
+        if self.after_sample is not None and not self.category_cap:
+            raise ValueError("--after-sample needs --category-cap: it continues a capped sample with another one")
         if self.positive_label == self.negative_label:
             raise ValueError("--positive-label and --negative-label must differ")
 

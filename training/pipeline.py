@@ -55,6 +55,7 @@ def load_splits(config: TrainConfig) -> tuple[DataSplits, dict[str, Examples]]:
         balance=config.balance, sample_seed=config.sample_seed, exclude_texts=eval_texts,
         train_sources=config.train_source, title_examples=config.title_examples,
         holdout_categories=config.holdout_category, category_cap=config.category_cap,
+        after_sample=config.after_sample,
     )
     if splits.heldout:  # the out-of-category figure: each held-out category, and all of them together
         for category, held in splits.heldout.items():
@@ -200,6 +201,10 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         final_dir, averaging = average_checkpoints(config, trainer, log_history, final_dir)
         timings["average_checkpoints_s"] = time.perf_counter() - t0
+    if config.fine_tune_only:
+        logger.info("--fine-tune-only: the fine-tuned model is in %s (%.0f s); no evaluation or export", final_dir,
+                    timings["fine_tune_s"])
+        return {}
 
     t0 = time.perf_counter()
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -126,6 +126,35 @@ def test_resume_skips_finished_training(tiny_training_run: dict[str, Path], tiny
     assert again["version"] == first["version"]
 
 
+def test_two_stage_training_fine_tune_only_then_continue(tiny_training_run: dict[str, Path], tiny_base: Path,
+                                                          tmp_path: Path) -> None:
+    """make train-bundled's stages: --fine-tune-only writes final_model and nothing else; a second stage
+    started from it keeps its trained head (not a fresh one) and writes the whole contract."""
+    import torch
+
+    from training.cli import main
+    from training.config import TrainConfig
+    from training.trainer import load_base
+
+    common = ["--data", str(tiny_training_run["data"]), "--max-steps", "2", "--max-length", "64",
+              "--warmup-steps", "0", "--learning-rate", "1e-3", "--seed", "7"]
+    stage1 = tmp_path / "stage1"
+    assert main(["train", *common, "--base-model", str(tiny_base), "--output", str(stage1 / "artifacts"),
+                 "--run-dir", str(stage1), "--fine-tune-only"]) == 0
+    assert (stage1 / "final_model" / "model.safetensors").is_file()
+    assert not (stage1 / "artifacts").exists()
+    fresh, _ = load_base(TrainConfig(data=[tmp_path / "x.csv"], base_model=str(tiny_base), seed=7))
+    continued, _ = load_base(TrainConfig(data=[tmp_path / "x.csv"], base_model=str(stage1 / "final_model"), seed=7))
+    assert not torch.equal(continued.classifier.weight, fresh.classifier.weight)
+    stage2 = tmp_path / "stage2"
+    assert main(["train", *common, "--base-model", str(stage1 / "final_model"), "--output", str(stage2 / "artifacts"),
+                 "--run-dir", str(stage2)]) == 0
+    for name in CONTRACT:
+        assert (stage2 / "artifacts" / name).exists(), name
+    recorded = json.loads((stage2 / "artifacts" / "model.json").read_text())
+    assert recorded["base_model"] == str(stage1 / "final_model")
+
+
 def test_the_classification_head_is_seeded(tiny_base: Path, tmp_path: Path) -> None:
     """The head is initialised before the Trainer seeds anything: load_base seeds it with --seed.
 

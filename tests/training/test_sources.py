@@ -212,6 +212,19 @@ def test_category_cap_limits_each_category_and_label() -> None:
     assert set(counts.values()) == {10} and len(counts) == 8
 
 
+def test_after_sample_draws_only_reviews_the_earlier_sample_left_out() -> None:
+    """Continued training: the second stage's sample is disjoint from the first's; the split is the same."""
+    first = build_splits(_categorised(n_per=100), seed=1, category_cap=10, balance=True)
+    second = build_splits(_categorised(n_per=100), seed=1, category_cap=10, balance=True, after_sample=10)
+    assert len(second.train) == len(first.train) == 80
+    assert not {text_key(t) for t in first.train.texts} & {text_key(t) for t in second.train.texts}
+    assert second.validation.texts == first.validation.texts and second.test.texts == first.test.texts
+    assert second.report["train_left_out_earlier_sample"] == 80
+    assert second.report["train_pool"] == first.report["train_pool"] - 80
+    other = build_splits(_categorised(n_per=100), seed=1, category_cap=10, balance=True, after_sample=20)
+    assert other.report["train_left_out_earlier_sample"] == 160
+
+
 def test_per_category_report_plot_and_card(tmp_path: Path) -> None:
     from training.evaluate import accuracy_by_category
     from training.report import _categories_section, out_of_category_drop, plot_categories

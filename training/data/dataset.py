@@ -348,6 +348,14 @@ def _sample(examples: Examples, n: int, seed: int, balance: bool) -> Examples:
     return _subset(examples, sorted(chosen) if not balance else chosen)
 
 
+def _draw(train: Examples, cap: int, max_train_samples: int | None, seed: int, balance: bool) -> Examples:
+    """The training sample that ``build_splits`` draws with ``category_cap=cap`` and ``seed`` (no titles)."""
+    drawn = _cap_per_category(train, cap, seed)
+    if max_train_samples or balance:
+        drawn = _sample(drawn, max_train_samples or 0, seed, balance)
+    return drawn
+
+
 def build_splits(
     examples: Examples,
     *,
@@ -362,6 +370,7 @@ def build_splits(
     title_examples: bool = False,
     holdout_categories: list[str] | None = None,
     category_cap: int | None = None,
+    after_sample: int | None = None,
 ) -> DataSplits:
     """Stratified split; training texts also present in validation, test or ``exclude_texts`` are dropped.
 
@@ -372,6 +381,9 @@ def build_splits(
     ``holdout_categories`` are taken out of the pool before splitting (no training, no validation, no
     test): ``DataSplits.heldout`` holds them, for the out-of-category figure. ``category_cap`` limits the
     training texts per category and label before any ``max_train_samples`` / ``balance`` sampling.
+    ``after_sample`` (continued training) first leaves out the reviews that the same call with
+    ``category_cap=after_sample`` and ``sample_seed=None`` would have drawn, so a second stage trains only
+    on reviews the first stage did not see; validation and test do not change.
     """
     heldout: dict[str, Examples] = {}
     pool_report = examples.report  # what was read and dropped, before any category leaves the pool
@@ -422,6 +434,14 @@ def build_splits(
         train = _subset(train, chosen)
         if len(set(train.labels)) < 2:
             raise DataError(f"--train-source {train_sources}: the chosen files hold only one label")
+    earlier = 0
+    if after_sample:
+        if not train.categories:
+            raise DataError("--after-sample needs examples read from files (their categories)")
+        seen = _draw(train, after_sample, max_train_samples, seed, balance)
+        seen_keys = {text_key(t) for t in seen.texts}
+        train = _subset(train, [i for i, t in enumerate(train.texts) if text_key(t) not in seen_keys])
+        earlier = len(seen)
     pool = len(train)
     if category_cap:
         if not train.categories:
@@ -449,6 +469,8 @@ def build_splits(
         "balanced": balance,
         "train_sources": list(train_sources or []),
         "category_cap": category_cap,
+        "after_sample": after_sample,
+        "train_left_out_earlier_sample": earlier,
         "holdout_categories": {c: len(e) for c, e in heldout.items()},
         "categories": _category_counts(train, validation, test),
     }
