@@ -113,6 +113,11 @@ def plot_categories(metrics: dict[str, dict], path: Path, backend: str = "tflite
     return True
 
 
+def _drop_words(drop: float) -> str:
+    """'accuracy is **2.4 points lower**' (or higher): a signed number alone reads as a gain when it is a drop."""
+    return f"accuracy is **{abs(drop) * 100:.1f} points {'lower' if drop >= 0 else 'higher'}**"
+
+
 def _sources_table(data: dict) -> str:
     sources = data.get("sources")
     if not sources:
@@ -141,7 +146,7 @@ def _categories_section(metadata: dict) -> str:
         if drop:
             lines.append(f"Mean accuracy (TFLite, each category weighted equally): {drop['trained_categories']:.4f} on "
                          f"the test split's trained categories, {drop['heldout_categories']:.4f} on the held-out "
-                         f"categories: **{drop['drop'] * 100:+.1f} points** on categories the model was not trained on.")
+                         f"categories: {_drop_words(drop['drop'])} on categories the model was not trained on.")
         lines.append("")
     lines += ["| category | split | n | accuracy (TFLite) |", "|---|---|---|---|"]
     lines += [f"| {c} | test | {n} | {a:.4f} |" for c, n, a in seen]
@@ -175,6 +180,15 @@ def _titles_note(data: dict) -> str:
         return ""
     return (f", of which {data['train_reviews']} reviews and {data['train_title_examples']} of their titles "
             "as texts of their own")
+
+
+def _base_note(metadata: dict) -> str:
+    """A base model that is an earlier run's output has to be rebuilt first: say so under the command."""
+    base = str(metadata.get("base_model", ""))
+    if Path(base).name != "final_model":
+        return ""
+    return (f"\nThe base model `{base}` is the output of an earlier training run, not a published model: "
+            "rebuild it first (for the bundled model, `make train-bundled` runs both stages).\n")
 
 
 def _reexport_note(metadata: dict) -> str:
@@ -256,7 +270,7 @@ training), other languages, sarcasm-heavy or non-review text, decisions about in
 ```
 {metadata['training'].get('command', 'make train')}
 ```
-{_reexport_note(metadata)}
+{_base_note(metadata)}{_reexport_note(metadata)}
 ## Training data
 
 Files: {len(data.get('files', []))}; examples after cleaning and de-duplication: {data.get('examples')};

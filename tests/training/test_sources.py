@@ -242,5 +242,15 @@ def test_per_category_report_plot_and_card(tmp_path: Path) -> None:
     assert (tmp_path / "categories.png").read_bytes()[:4] == b"\x89PNG"
     section = _categories_section({"metrics": metrics, "training": {"config": {"holdout_category": ["pets"]}}})
     assert "Held out of training and validation before training: pets." in section
-    assert "+7.5 points" in section and "| pets | held out | 10 | 0.8000 |" in section
+    assert "accuracy is **7.5 points lower**" in section and "| pets | held out | 10 | 0.8000 |" in section
     assert json.dumps(metrics)  # stays JSON for model.json
+    metrics["heldout/pets"]["tflite"]["accuracy"] = 0.9  # better on the held-out category than on the trained ones
+    assert "accuracy is **2.5 points higher**" in _categories_section(
+        {"metrics": metrics, "training": {"config": {"holdout_category": ["pets"]}}})
+
+
+def test_card_says_when_the_base_model_is_an_earlier_run() -> None:
+    from training.report import _base_note
+
+    assert "earlier training run" in _base_note({"base_model": "runs/full/final_model"})
+    assert _base_note({"base_model": "runs/base-minilm"}) == ""
