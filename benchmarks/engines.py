@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -22,6 +23,26 @@ def _files_mb(*paths: Path) -> float:
     for path in paths:
         total += sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
     return round(total / 1e6, 1)
+
+
+@functools.cache
+def _head() -> int:
+    from app.model import truncation_head
+
+    return truncation_head(json.loads((ARTIFACTS / "model.json").read_text()))
+
+
+def served_arrays(ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Untruncated token ids cut as the handler cuts them (model.json ``truncation``: head + tail) and padded:
+    every peer reads the same tokens as our engine, so agreement measures the engines, not the cut."""
+    from app.model import cut_ids
+
+    cut = [cut_ids(list(x), MAX_LENGTH, _head()) for x in ids]
+    input_ids = np.zeros((len(cut), max(len(x) for x in cut)), dtype=np.int64)  # [PAD] is 0
+    attention_mask = np.zeros_like(input_ids)
+    for row, x in enumerate(cut):
+        input_ids[row, : len(x)], attention_mask[row, : len(x)] = x, 1
+    return input_ids, attention_mask
 
 
 class Engine:
@@ -102,27 +123,35 @@ class TransformersTF(Engine):
         self.model = TFDistilBertForSequenceClassification.from_pretrained(self.path)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="tf",
-                               return_token_type_ids=False)
-        return self.model(**batch, training=False).logits.numpy().argmax(-1)
+        ids, mask = served_arrays(self.tokenizer(list(texts), verbose=False)["input_ids"])
+        return self.model(input_ids=self.tf.constant(ids), attention_mask=self.tf.constant(mask),
+                          training=False).logits.numpy().argmax(-1)
 
     def artifact_mb(self) -> float:
         return _files_mb(self.path)
 
 
 class TransformersPT(Engine):
-    """The Hugging Face pipeline on PyTorch: what most people write first."""
+    """transformers on PyTorch (AutoTokenizer + AutoModelForSequenceClassification): what most people write first.
+
+    Not ``pipeline()``: it can only cut a long text at its start, and every engine here reads the same tokens."""
 
     name = "transformers-pt"
 
     def load(self) -> None:
-        from transformers import pipeline
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        self.pipe = pipeline("text-classification", model=str(PYTORCH), device=-1)
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(PYTORCH)
+        self.model = AutoModelForSequenceClassification.from_pretrained(PYTORCH).eval()
+        self.positive = self.model.config.label2id.get("POSITIVE", 1)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        outputs = self.pipe(list(texts), batch_size=32, truncation=True, max_length=MAX_LENGTH)
-        return np.array([o["label"] == "POSITIVE" for o in outputs], dtype=int)
+        ids, mask = served_arrays(self.tokenizer(list(texts), verbose=False)["input_ids"])
+        with self.torch.inference_mode():
+            logits = self.model(input_ids=self.torch.from_numpy(ids), attention_mask=self.torch.from_numpy(mask)).logits
+        return (logits.argmax(-1).numpy() == self.positive).astype(int)
 
     def artifact_mb(self) -> float:
         return _files_mb(PYTORCH)
@@ -140,13 +169,10 @@ class OnnxRuntimeInt8(Engine):
 
         self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
         self.tokenizer = Tokenizer.from_file(str(ARTIFACTS / "tokenizer.json"))
-        self.tokenizer.enable_truncation(MAX_LENGTH)
-        self.tokenizer.enable_padding(pad_id=0)
+        self.tokenizer.no_truncation()  # cut as the handler cuts: served_arrays
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        ids, mask = served_arrays([e.ids for e in self.tokenizer.encode_batch(list(texts))])
         return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0].argmax(-1)
 
     def artifact_mb(self) -> float:

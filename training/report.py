@@ -248,6 +248,39 @@ def _calibration_section(metadata: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _truncation_words(metadata: dict) -> str:
+    """How a text longer than max_length is cut, in words."""
+    entry, room = metadata.get("truncation"), metadata["max_length"] - 2
+    if not entry or entry["head"] == room:
+        return f"a longer text is cut to its first {room} tokens"
+    if entry["head"] == 0:
+        return f"a longer text is read by its last {room} tokens"
+    return f"a longer text is read by its first {entry['head']} and last {room - entry['head']} tokens"
+
+
+def _truncation_section(metadata: dict) -> str:
+    """The head/tail choice and its validation accuracy per candidate (empty without a ``truncation`` entry)."""
+    entry = metadata.get("truncation")
+    if not entry:
+        return ""
+    room = metadata["max_length"] - 2
+    lines = ["## Long reviews", "",
+             f"Inputs hold at most {metadata['max_length']} tokens: {_truncation_words(metadata)} "
+             "(model.json `truncation`; both backends read it at load; training.truncation says why)."]
+    if entry.get("by_head"):
+        lines += ["", f"Chosen on the validation split with the {entry['backend']} model: {entry['longer_than_max_length']} "
+                  f"of its {entry['n']} texts are longer than {metadata['max_length']} tokens, and only they depend on "
+                  "the choice.", "", "| first tokens | last tokens | validation accuracy | NLL |", "|---|---|---|---|"]
+        for head, scores in sorted(entry["by_head"].items(), key=lambda kv: -int(kv[0])):
+            mark = " (chosen)" if int(head) == entry["head"] else " (the head only)" if int(head) == room else ""
+            lines.append(f"| {head}{mark} | {room - int(head)} | {scores['accuracy']:.4f} | {scores['nll']:.4f} |")
+    if entry.get("pytorch_head") is not None and entry["pytorch_head"] != entry["head"]:
+        lines += ["", f"The PyTorch rows of the metrics were measured at training with the first "
+                  f"{entry['pytorch_head']} tokens and are kept as they were; the SavedModel and TFLite rows use the "
+                  "cut above."]
+    return "\n".join(lines) + "\n"
+
+
 def write_model_card(metadata: dict, path: Path) -> None:
     """MODEL_CARD.md from model.json's content."""
     data = metadata["training"]["data"]
@@ -257,7 +290,8 @@ def write_model_card(metadata: dict, path: Path) -> None:
 Binary sentiment classifier for English product reviews: {', '.join(metadata['labels'])}.
 Architecture {metadata['architecture']}, fine-tuned from `{metadata['base_model']}` in PyTorch with the
 Hugging Face Trainer, converted to TensorFlow (`from_pt=True`), exported as a SavedModel and a
-dynamic-range int8 TFLite file (float32 embedding tables). Inputs are truncated at {metadata['max_length']} tokens.
+dynamic-range int8 TFLite file (float32 embedding tables). Inputs hold at most {metadata['max_length']} tokens:
+{_truncation_words(metadata)}.
 
 ## Intended use
 
@@ -308,6 +342,7 @@ TFLite vs fp32 label agreement on the validation split: {metadata['export']['tfl
 ![learning curves](learning_curves.png)
 
 {_categories_section(metadata)}
+{_truncation_section(metadata)}
 {_calibration_section(metadata)}
 ## Limits
 
@@ -315,6 +350,7 @@ TFLite vs fp32 label agreement on the validation split: {metadata['export']['tfl
   (movies, restaurants) score lower, see the SST-2 and IMDB rows, and so may product categories not listed above.
 - Middling reviews ("good, however ...") are forced into one of two classes; the score then sits
   near 0.5. Read `score`, not just `label`.
-- Texts longer than {metadata['max_length']} tokens are truncated (the response says so).
+- Texts longer than {metadata['max_length']} tokens are truncated: {_truncation_words(metadata)}, and the
+  response says `truncated`. What lies between is not read.
 """
     path.write_text(card, encoding="utf-8")

@@ -56,8 +56,17 @@ class MinEpochsEarlyStopping(EarlyStoppingCallback):
 class EncodedDataset(torch.utils.data.Dataset):
     """Tokenized examples for the Trainer (dynamic padding happens in the collator)."""
 
-    def __init__(self, examples: Examples, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
-        self.encodings = tokenizer(examples.texts, truncation=True, max_length=max_length)
+    def __init__(self, examples: Examples, tokenizer: PreTrainedTokenizerBase, max_length: int,
+                 head: int | None = None) -> None:
+        """``head``: a longer text keeps its first ``head`` tokens and its last max_length - 2 - head
+        (``app.model.cut_ids``, as served); None keeps the first max_length - 2, as the tokenizer truncates."""
+        if head is None:
+            self.encodings = tokenizer(examples.texts, truncation=True, max_length=max_length)
+        else:
+            from app.model import cut_ids
+
+            ids = [cut_ids(x, max_length, head) for x in tokenizer(examples.texts, verbose=False)["input_ids"]]
+            self.encodings = {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]}
         self.labels = examples.labels
 
     def __len__(self) -> int:
@@ -196,10 +205,39 @@ def fine_tune(config: TrainConfig, train: Examples, validation: Examples) -> tup
 
 
 def predict_labels(trainer: Trainer, examples: Examples, tokenizer: PreTrainedTokenizerBase,
-                   max_length: int) -> tuple[np.ndarray, np.ndarray]:
+                   max_length: int, head: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Labels and predictions in the Trainer's own order (never the dataset's label list)."""
-    output = trainer.predict(EncodedDataset(examples, tokenizer, max_length))
-    return np.asarray(output.label_ids), np.argmax(output.predictions, axis=-1)
+    labels, logits = predict_logits(trainer, examples, tokenizer, max_length, head)
+    return labels, np.argmax(logits, axis=-1)
+
+
+def predict_logits(trainer: Trainer, examples: Examples, tokenizer: PreTrainedTokenizerBase,
+                   max_length: int, head: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and logits in the Trainer's own order."""
+    output = trainer.predict(EncodedDataset(examples, tokenizer, max_length, head))
+    return np.asarray(output.label_ids), np.asarray(output.predictions)
+
+
+def choose_head(trainer: Trainer, validation: Examples, tokenizer: PreTrainedTokenizerBase,
+                max_length: int) -> dict:
+    """training.truncation's choice of head, made with the fine-tuned PyTorch model (every process takes part)."""
+    from training.truncation import candidates, truncation_entry
+
+    lengths = [len(x) for x in tokenizer(validation.texts, verbose=False)["input_ids"]]
+    long = [i for i, n in enumerate(lengths) if n > max_length]
+    short = [i for i, n in enumerate(lengths) if n <= max_length]
+
+    def subset(index: list[int]) -> Examples:
+        return Examples([validation.texts[i] for i in index], [validation.labels[i] for i in index])
+
+    fixed = predict_logits(trainer, subset(short), tokenizer, max_length) if short else None
+    scored = {}
+    for head in candidates(max_length):
+        parts = [fixed] if fixed is not None else []
+        if long:
+            parts.append(predict_logits(trainer, subset(long), tokenizer, max_length, head))
+        scored[head] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    return truncation_entry(scored, max_length, "pytorch", len(validation), len(long))
 
 
 def kept_checkpoints(run_dir: Path) -> list[Path]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.model import ModelLoadError, SentimentModel, scaled_softmax
+from app.model import ModelLoadError, SentimentModel, cut_ids, scaled_softmax
 from tests.app.conftest import call, load_handler
 from tests.conftest import load_event
 from tests.synthetic import reviews
@@ -56,7 +56,7 @@ def test_without_an_entry_scores_are_the_graphs_probabilities(artifacts_copy: Pa
     batch = texts()
     ours, _ = model.predict_proba(batch)
     for row, text in enumerate(batch):
-        ids, mask = model._arrays([model.tokenizer.encode(text)])
+        ids, mask = model._arrays([cut_ids(model.tokenizer.encode(text).ids, model.max_length, model.head)])
         np.testing.assert_allclose(ours[row], graph_probabilities(ids, mask)[0], atol=1e-5)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.model import ModelLoadError, SentimentModel
+from app.model import ModelLoadError, SentimentModel, cut_ids
 from tests.conftest import BLOCK_TORCH, ROOT
 from tests.synthetic import reviews
 
@@ -39,6 +39,69 @@ def test_truncation_is_reported(tiny_artifacts: Path) -> None:
     model = SentimentModel(tiny_artifacts, "tflite")
     results = model.predict(["fine kettle", " ".join(["great"] * (model.max_length + 5))])
     assert [r.truncated for r in results] == [False, True]
+
+
+def set_truncation(artifacts: Path, truncation: object) -> None:
+    metadata = json.loads((artifacts / "model.json").read_text())
+    metadata.pop("truncation", None)
+    if truncation is not None:
+        metadata["truncation"] = truncation
+    (artifacts / "model.json").write_text(json.dumps(metadata))
+
+
+def test_cut_ids_keeps_head_and_tail_between_the_special_tokens() -> None:
+    ids = [101, *range(1, 21), 102]  # [CLS] 1..20 [SEP]
+    assert cut_ids(ids, 8, 2) == [101, 1, 2, 17, 18, 19, 20, 102]
+    assert cut_ids(ids, 8, 6) == [101, 1, 2, 3, 4, 5, 6, 102]  # the head only
+    assert cut_ids(ids, 8, 0) == [101, 15, 16, 17, 18, 19, 20, 102]  # the tail only
+    assert cut_ids(ids, 22, 3) == ids  # fits: unchanged
+    assert all(len(cut_ids(ids, n, h)) == n for n in range(3, 22) for h in range(n - 1))
+
+
+def test_head_only_truncation_is_the_tokenizers_own(artifacts_copy: Path) -> None:
+    from tokenizers import Tokenizer
+
+    set_truncation(artifacts_copy, None)
+    model = SentimentModel(artifacts_copy, "tflite")
+    assert model.head == model.max_length - 2
+    text = " ".join(reviews(40, seed=5)[0])
+    tokenizer = Tokenizer.from_file(str(artifacts_copy / "tokenizer.json"))
+    tokenizer.enable_truncation(model.max_length)
+    expected = tokenizer.encode(text).ids
+    assert cut_ids(model.tokenizer.encode(text).ids, model.max_length, model.head) == expected
+
+
+@pytest.mark.parametrize("backend", ["tflite", "savedmodel"])
+def test_head_and_tail_reads_the_end_of_a_long_text(artifacts_copy: Path, backend: str) -> None:
+    texts, _ = reviews(60, seed=9)
+    start = " ".join(texts[:30])
+    endings = [" ".join(texts[30:45]), " ".join(texts[45:])]
+    set_truncation(artifacts_copy, None)
+    head_only = SentimentModel(artifacts_copy, backend)
+    assert len(head_only.tokenizer.encode(start).ids) > head_only.max_length  # the endings are past the cut
+    plain, truncated = head_only.predict_logits([f"{start} {e}" for e in endings])
+    np.testing.assert_allclose(plain[0], plain[1], atol=1e-5)  # the endings are never read
+    set_truncation(artifacts_copy, {"head": 20})
+    head_tail = SentimentModel(artifacts_copy, backend)
+    logits, truncated_too = head_tail.predict_logits([f"{start} {e}" for e in endings])
+    assert truncated == truncated_too == [True, True]
+    read = []
+    for row, ending in enumerate(endings):  # exactly the first 20 and the last max_length - 22 tokens
+        ids = head_tail.tokenizer.encode(f"{start} {ending}").ids
+        kept = [ids[0], *ids[1:21], *ids[len(ids) - 1 - (head_tail.max_length - 22):]]
+        assert len(kept) == head_tail.max_length
+        np.testing.assert_allclose(logits[row], head_tail._run(*head_tail._arrays([kept]))[0], atol=1e-6)
+        read.append(kept)
+    assert read[0][21:] != read[1][21:]  # the two endings are read, not the same head twice
+    short, _ = head_tail.predict_logits(["fine kettle"])  # a text that fits is not touched
+    np.testing.assert_allclose(short, head_only.predict_logits(["fine kettle"])[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("truncation", [{"head": -1}, {"head": 10_000}, {"head": "64"}, {"head": True}, {}, 64])
+def test_bad_truncation_entry_stops_start_up(artifacts_copy: Path, truncation: object) -> None:
+    set_truncation(artifacts_copy, truncation)
+    with pytest.raises(ModelLoadError, match=r"model\.json: 'truncation' must be an object with an integer"):
+        SentimentModel(artifacts_copy, "tflite")
 
 
 def test_empty_input_gives_empty_output(tiny_artifacts: Path) -> None:

@@ -100,3 +100,28 @@ def test_multiply_adds_equal_pytorchs_count_of_the_full_model() -> None:
     pruned = multiply_adds(config.to_dict(), length, cls_only_last_layer=True)
     saved = (length - 1) * (2 * 32 * 32 + 2 * 32 * 48) + 2 * (length - 1) * length * 32
     assert full - pruned == saved
+
+
+@pytest.mark.skipif(not (BUNDLED / "pytorch").is_dir(), reason="no bundled model in model_artifacts/")
+def test_peers_read_the_tokens_the_handler_reads() -> None:
+    # A long review is cut head + tail by the handler (model.json truncation); the peers must read the same
+    # tokens, or agreement would measure the cut rather than the engines.
+    from app.model import SentimentModel
+    from benchmarks.engines import TransformersPT, served_arrays
+    from tests.synthetic import reviews
+
+    ours = SentimentModel(BUNDLED, "savedmodel")
+    texts, _ = reviews(40, seed=11)
+    long = [" ".join(texts[i : i + 20]) for i in range(0, 40, 10)] + ["Lovely kettle."]
+    untruncated = [ours.tokenizer.encode(t).ids for t in long]
+    ids, mask = served_arrays(untruncated)
+    tail = ours.max_length - 2 - ours.head
+    assert max(len(x) for x in untruncated) > ours.max_length
+    for row, full in enumerate(untruncated):
+        expected = full if len(full) <= ours.max_length else [*full[: 1 + ours.head], *full[len(full) - 1 - tail :]]
+        assert list(ids[row, : int(mask[row].sum())]) == expected
+        assert not ids[row, int(mask[row].sum()) :].any()
+    peer = TransformersPT()
+    peer.load()
+    logits = ours.predict_logits(long)[0]
+    assert list(peer.predict(long)) == list((logits.argmax(-1) == ours.labels.index("POSITIVE")).astype(int))
