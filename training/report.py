@@ -268,7 +268,7 @@ def _truncation_section(metadata: dict) -> str:
              f"Inputs hold at most {metadata['max_length']} tokens: {_truncation_words(metadata)} "
              "(model.json `truncation`; both backends read it at load; training.truncation says why)."]
     if entry.get("by_head"):
-        lines += ["", f"Chosen on the validation split with the {entry['backend']} model: {entry['longer_than_max_length']} "
+        lines += ["", f"Chosen on the validation split, with the fp32 {entry['backend']} logits: {entry['longer_than_max_length']} "
                   f"of its {entry['n']} texts are longer than {metadata['max_length']} tokens, and only they depend on "
                   "the choice.", "", "| first tokens | last tokens | validation accuracy | NLL |", "|---|---|---|---|"]
         for head, scores in sorted(entry["by_head"].items(), key=lambda kv: -int(kv[0])):
