@@ -51,7 +51,8 @@ class Result(BaseModel):
     label: str = Field(description="the most probable label", examples=["POSITIVE"])
     score: float = Field(ge=0, le=1, description="probability of `label`")
     scores: dict[str, float] = Field(description="probability of every label")
-    truncated: bool = Field(description="the text was longer than the model's max_length tokens: its start and its end were read, not what lies between")
+    truncated: bool = Field(description="the text was longer than the model's max_length tokens: its start and its end "
+                                        "were read, not what lies between")
 
 
 class ModelInfo(BaseModel):

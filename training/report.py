@@ -268,9 +268,10 @@ def _truncation_section(metadata: dict) -> str:
              f"Inputs hold at most {metadata['max_length']} tokens: {_truncation_words(metadata)} "
              "(model.json `truncation`; both backends read it at load; training.truncation says why)."]
     if entry.get("by_head"):
-        lines += ["", f"Chosen on the validation split, with the fp32 {entry['backend']} logits: {entry['longer_than_max_length']} "
-                  f"of its {entry['n']} texts are longer than {metadata['max_length']} tokens, and only they depend on "
-                  "the choice.", "", "| first tokens | last tokens | validation accuracy | NLL |", "|---|---|---|---|"]
+        lines += ["", f"Chosen on the validation split, with the fp32 {entry['backend']} logits: "
+                  f"{entry['longer_than_max_length']} of its {entry['n']} texts are longer than {metadata['max_length']} "
+                  "tokens, and only they depend on the choice.", "",
+                  "| first tokens | last tokens | validation accuracy | NLL |", "|---|---|---|---|"]
         for head, scores in sorted(entry["by_head"].items(), key=lambda kv: -int(kv[0])):
             mark = " (chosen)" if int(head) == entry["head"] else " (the head only)" if int(head) == room else ""
             lines.append(f"| {head}{mark} | {room - int(head)} | {scores['accuracy']:.4f} | {scores['nll']:.4f} |")
