@@ -55,6 +55,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="export the uniform average of the kept epoch checkpoints instead of the best one when "
                         "its validation loss is no higher (works on a finished run with --resume)")
     p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--train-head", type=int, default=None, metavar="N",
+                   help="fine-tune on the first N and the last max_length - 2 - N tokens of a longer text "
+                        "(default: its first max_length - 2)")
     p.add_argument("--head-only", dest="head_tail", action="store_false",
                    help="read a text longer than --max-length by its start only (default: its first and last tokens, "
                         "the split chosen on the validation split; training.truncation)")

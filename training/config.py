@@ -64,6 +64,9 @@ class TrainConfig:
     average_checkpoints: bool = field(default=False, metadata={
         "help": "export the average of the kept checkpoints when its validation loss is no higher than the best's"})
     max_length: int = field(default=128, metadata={"help": "tokens per text (longer is truncated)"})
+    train_head: int | None = field(default=None, metadata={
+        "help": "fine-tune on the first N and last max_length - 2 - N tokens of a longer text (default: the first "
+                "max_length - 2, as the tokenizer truncates)"})
     head_tail: bool = field(default=True, metadata={
         "help": "a longer text keeps its first and last tokens, the split chosen on validation (training.truncation); "
                 "False keeps only the first max_length - 2"})
@@ -120,6 +123,9 @@ class TrainConfig:
             raise ValueError(f"--after-sample must be at least 1, got {self.after_sample}")
         if self.after_sample is not None and not self.category_cap:
             raise ValueError("--after-sample needs --category-cap: it continues a capped sample with another one")
+        if self.train_head is not None and not 0 <= self.train_head <= self.max_length - 2:
+            raise ValueError(f"--train-head must be between 0 and --max-length - 2 ({self.max_length - 2}), "
+                             f"got {self.train_head}")
         if self.positive_label == self.negative_label:
             raise ValueError("--positive-label and --negative-label must differ")
 

@@ -275,6 +275,10 @@ def _truncation_section(metadata: dict) -> str:
         for head, scores in sorted(entry["by_head"].items(), key=lambda kv: -int(kv[0])):
             mark = " (chosen)" if int(head) == entry["head"] else " (the head only)" if int(head) == room else ""
             lines.append(f"| {head}{mark} | {room - int(head)} | {scores['accuracy']:.4f} | {scores['nll']:.4f} |")
+    train_head = metadata.get("training", {}).get("config", {}).get("train_head")
+    lines += ["", f"The fine-tune read long training texts by their first {train_head} and last {room - train_head} "
+              "tokens (`--train-head`)." if train_head is not None else
+              f"The fine-tune read long training texts by their first {room} tokens."]
     if entry.get("pytorch_head") is not None and entry["pytorch_head"] != entry["head"]:
         lines += ["", f"The PyTorch rows of the metrics were measured at training with the first "
                   f"{entry['pytorch_head']} tokens and are kept as they were; the SavedModel and TFLite rows use the "

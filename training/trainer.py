@@ -182,8 +182,8 @@ def fine_tune(config: TrainConfig, train: Examples, validation: Examples) -> tup
     trainer = Trainer(
         model=model,
         args=training_arguments(config),
-        train_dataset=EncodedDataset(train, tokenizer, config.max_length),
-        eval_dataset=EncodedDataset(validation, tokenizer, config.max_length),
+        train_dataset=EncodedDataset(train, tokenizer, config.max_length, config.train_head),
+        eval_dataset=EncodedDataset(validation, tokenizer, config.max_length, config.train_head),
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,

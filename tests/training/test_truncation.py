@@ -90,3 +90,29 @@ def test_a_head_out_of_range_is_refused_before_any_work(tiny_training_run: dict[
     assert main(["truncation", "--model", str(model_dir), "--head", "63"]) == 2
     assert "'truncation' must be an object with an integer \"head\" from 0 to 62" in capsys.readouterr().err
     assert (model_dir / "model.json").read_text() == before
+
+
+def test_training_texts_can_be_cut_head_and_tail(tiny_base: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from tests.synthetic import reviews
+    from training.data.dataset import Examples
+    from training.trainer import EncodedDataset
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    texts, _ = reviews(30, seed=4)
+    examples = Examples([" ".join(texts), "fine kettle"], [1, 0])
+    full = tokenizer(examples.texts[0])["input_ids"]
+    assert len(full) > 32
+    plain, cut = EncodedDataset(examples, tokenizer, 32), EncodedDataset(examples, tokenizer, 32, 10)
+    assert plain[0]["input_ids"] == [*full[:31], full[-1]]  # the default: the tokenizer's own cut
+    assert cut[0]["input_ids"] == [*full[:11], *full[-21:]]  # [CLS], 10 first, 20 last, [SEP]
+    assert cut[0]["attention_mask"] == [1] * 32 and cut[0]["labels"] == 1
+    assert cut[1]["input_ids"] == plain[1]["input_ids"]  # a text that fits is not touched
+
+
+def test_a_train_head_out_of_range_is_refused() -> None:
+    from training.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"--train-head must be between 0 and --max-length - 2 \(126\), got 127"):
+        TrainConfig(data=[Path("reviews.csv")], train_head=127)
