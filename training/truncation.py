@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.model import SentimentModel, cut_ids, scaled_softmax, truncation_head
+from app.model import SentimentModel, truncation_head
 from training.data.dataset import Examples
 
 logger = logging.getLogger(__name__)
@@ -32,16 +32,6 @@ STEP = 16  # candidates: 0, 16, 32, ... and max_length - 2 (the head only)
 def candidates(max_length: int) -> list[int]:
     room = max_length - 2
     return sorted({*range(0, room, STEP), room})
-
-
-def _logits_for_head(model: SentimentModel, encodings: list[list[int]], head: int) -> np.ndarray:
-    ids = [cut_ids(x, model.max_length, head) for x in encodings]
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    out = np.zeros((len(ids), len(model.labels)), dtype=np.float32)
-    for start in range(0, len(order), model.batch_size):
-        index = order[start : start + model.batch_size]
-        out[index] = model._run(*model._arrays([ids[i] for i in index]))
-    return out
 
 
 def choose_head(model_dir: Path, validation: Examples, backend: str = "savedmodel") -> dict:
@@ -58,11 +48,11 @@ def choose_head(model_dir: Path, validation: Examples, backend: str = "savedmode
     short = [i for i, x in enumerate(encodings) if len(x) <= model.max_length]
     logits = np.zeros((len(encodings), len(model.labels)), dtype=np.float32)
     if short:  # texts that fit read the same whatever the head: scored once
-        logits[short] = _logits_for_head(model, [encodings[i] for i in short], room)
+        logits[short] = model._infer_ids([encodings[i] for i in short], room, None)
     scored: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for head in tqdm(candidates(model.max_length), desc="truncation: head on validation", unit="head"):
         if long:
-            logits[long] = _logits_for_head(model, [encodings[i] for i in long], head)
+            logits[long] = model._infer_ids([encodings[i] for i in long], head, None)
         scored[head] = (labels, logits.copy())
     return truncation_entry(scored, model.max_length, backend, len(encodings), len(long))
 
@@ -71,11 +61,12 @@ def truncation_entry(scored: dict[int, tuple[np.ndarray, np.ndarray]], max_lengt
                      n_long: int) -> dict:
     """model.json's ``truncation`` entry from ``{head: (label indices, logits)}`` on the validation split:
     the best accuracy, ties to the lower negative log-likelihood, then to the longer head."""
+    from training.calibration import nll
+
     scores: dict[int, dict[str, float]] = {}
     for head, (labels, logits) in scored.items():
-        probabilities = scaled_softmax(logits)
-        nll = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, None))))
-        scores[head] = {"accuracy": round(float(np.mean(logits.argmax(axis=1) == labels)), 5), "nll": round(nll, 5)}
+        scores[head] = {"accuracy": round(float(np.mean(logits.argmax(axis=1) == labels)), 5),
+                        "nll": round(nll(logits, labels), 5)}
     best = max(scores, key=lambda h: (scores[h]["accuracy"], -scores[h]["nll"], h))
     room = max_length - 2
     logger.info("truncation: head %d + tail %d (validation accuracy %.4f; head only %.4f; %d of %d texts longer "
