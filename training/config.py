@@ -68,7 +68,7 @@ class TrainConfig:
         "help": "fine-tune on the first N and last max_length - 2 - N tokens of a longer text (default: the first "
                 "max_length - 2, as the tokenizer truncates)"})
     head_tail: bool = field(default=True, metadata={
-        "help": "a longer text keeps its first and last tokens, the split chosen on validation (training.truncation); "
+        "help": "a longer text keeps its first and last tokens, the split chosen on validation (training.steps.cut); "
                 "False keeps only the first max_length - 2"})
     batch_size: int = field(default=32, metadata={"help": "per-device batch size"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (Trainer default)"})

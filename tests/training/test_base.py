@@ -13,8 +13,8 @@ def test_hidden_states_match_source_bert(tmp_path: Path) -> None:
     import torch
     from transformers import AutoTokenizer, BertModel, DistilBertModel
 
-    from training.base import build_offline_base, source_model_dir
     from training.cli import main
+    from training.steps.base import build_offline_base, source_model_dir
 
     assert main(["base", "--output", str(tmp_path / "base")]) == 0
     bert = BertModel.from_pretrained(source_model_dir(), add_pooling_layer=False).eval()

@@ -1,4 +1,4 @@
-"""Temperature scaling, ECE and the `calibrate` command (training/calibration.py)."""
+"""Temperature scaling, ECE and the `calibrate` command (training/steps/calibrate.py, training/commands/calibrate.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from app.model import scaled_softmax
 from tests.conftest import BLOCK_TORCH, ROOT, write_original_csv
-from training.calibration import calibration_metrics, ece, fit_temperature, nll, reliability
+from training.steps.calibrate import calibration_metrics, ece, fit_temperature, nll, reliability
 
 
 def calibrated_sample(n: int, seed: int = 0, spread: float = 2.5) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from training.config import TrainConfig
-from training.trainer import MinEpochsEarlyStopping, training_arguments
+from training.steps.finetune import MinEpochsEarlyStopping, training_arguments
 
 
 def test_defaults_are_the_original_configuration(tmp_path: Path) -> None:
@@ -99,11 +99,11 @@ def test_the_last_epoch_ending_is_not_called_early_stopping(caplog: pytest.LogCa
                              load_best_model_at_end=True, metric_for_best_model="loss", greater_is_better=False)
     callback = MinEpochsEarlyStopping(patience=2, min_epochs=5)
     state, control = TrainerState(epoch=1.0), TrainerControl(should_training_stop=True)  # as the flow leaves it
-    with caplog.at_level("INFO", logger="training.trainer"):
+    with caplog.at_level("INFO", logger="training.steps.finetune"):
         callback.on_evaluate(args, state, control, {"eval_loss": 0.5})
     assert control.should_training_stop  # min_epochs does not keep a finished run going
     assert "early stopping" not in caplog.text
-    with caplog.at_level("INFO", logger="training.trainer"):
+    with caplog.at_level("INFO", logger="training.steps.finetune"):
         assert _run_evaluations([0.5, 0.6, 0.7], min_epochs=0) == 3.0  # real early stopping is still said
     assert "early stopping at epoch 3.00" in caplog.text
 

@@ -1,4 +1,4 @@
-"""Scoring an exported model directory on several sets (training/evaluate.py)."""
+"""Scoring an exported model directory on several sets (training/steps/evaluate.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_a_set_made_of_earlier_sets_is_not_scored_again(tiny_artifacts: Path, mo
     what scoring it directly gives."""
     from app.model import SentimentModel
     from training.data.dataset import Examples
-    from training.evaluate import evaluate_model_dir
+    from training.steps.evaluate import evaluate_model_dir
 
     texts, labels = reviews(40, seed=8)
     first = Examples(texts=texts[:25], labels=labels[:25], categories=["a"] * 25)

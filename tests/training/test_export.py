@@ -47,7 +47,7 @@ def test_the_exported_forward_gives_the_full_models_logits(tiny_artifacts: Path)
     import tensorflow as tf
     from transformers import TFDistilBertForSequenceClassification
 
-    from training.export import classifier_logits
+    from training.steps.export import classifier_logits
 
     model = TFDistilBertForSequenceClassification.from_pretrained(tiny_artifacts / "pytorch", from_pt=True)
     rng = np.random.default_rng(0)
@@ -92,7 +92,7 @@ def test_float_tables_are_the_fp32_weights(tiny_artifacts: Path) -> None:
 
 
 def test_float_embeddings_refuses_conversions_of_different_graphs(tiny_artifacts: Path) -> None:
-    from training.export import ExportError, float_embeddings
+    from training.steps.export import ExportError, float_embeddings
 
     content = (tiny_artifacts / "model.tflite").read_bytes()
     with pytest.raises(ExportError, match="embedding tables"):
@@ -127,8 +127,8 @@ def test_reexport_rebuilds_both_artifacts_and_remeasures(tiny_training_run: dict
 
 def test_reexport_that_fails_leaves_the_model_as_it_was(tiny_training_run: dict[str, Path], tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import training.pipeline
-    from training.export import ExportError
+    import training.commands.export
+    from training.steps.export import ExportError
 
     model_dir = tmp_path / "artifacts"
     shutil.copytree(tiny_training_run["output"], model_dir)
@@ -138,9 +138,9 @@ def test_reexport_that_fails_leaves_the_model_as_it_was(tiny_training_run: dict[
     def refuse(output: Path, texts: list[str]) -> dict:
         raise ExportError("agrees on only 50 %")
 
-    monkeypatch.setattr(training.pipeline, "check_tflite_agreement", refuse)
+    monkeypatch.setattr(training.commands.export, "check_tflite_agreement", refuse)
     with pytest.raises(ExportError):
-        training.pipeline.reexport(model_dir)
+        training.commands.export.reexport(model_dir)
     assert (model_dir / "model.tflite").read_bytes() == original
     assert (model_dir / "saved_model" / "saved_model.pb").read_bytes() == graph
     assert not (model_dir / "model.tflite.previous").exists()

@@ -57,21 +57,21 @@ def build_small_vocabulary_base(out: Path, dim: int = 32, positions: int = 128) 
 @pytest.fixture(scope="module")
 def small_vocabulary_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The issue's command on the issue's model, recording what the converter handed to float_embeddings."""
-    import training.export
+    import training.steps.export
     from training.cli import main
 
     work = tmp_path_factory.mktemp("vocab60")
     base = build_small_vocabulary_base(work / "base")
     data = write_original_csv(work / "reviews.csv")
     conversions: list[tuple[bytes, bytes]] = []
-    real = training.export.float_embeddings
+    real = training.steps.export.float_embeddings
 
     def recording(quantized: bytes, fp32: bytes) -> bytes:
         conversions.append((quantized, fp32))
         return real(quantized, fp32)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training.export, "float_embeddings", recording)
+        patch.setattr(training.steps.export, "float_embeddings", recording)
         code = main(["train", "--data", str(data), "--base-model", str(base), "--output", str(work / "artifacts"),
                      "--run-dir", str(work / "run"), "--max-steps", "4", "--max-length", "128", "--warmup-steps", "0",
                      "--learning-rate", "1e-3", "--seed", "7"])
@@ -203,7 +203,7 @@ def test_tables_the_converter_left_float_need_nothing_replaced(tmp_path: Path) -
     from ai_edge_litert.interpreter import Interpreter
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
 
-    from training.export import convert_to_tensorflow, save_savedmodel, save_tflite
+    from training.steps.export import convert_to_tensorflow, save_savedmodel, save_tflite
 
     base = build_small_vocabulary_base(tmp_path / "base", dim=16, positions=32)
     model_dir = tmp_path / "model"
@@ -241,7 +241,7 @@ def _op_index(model, builtin: int) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_a_quantized_file_is_no_float_conversion(small_vocabulary_run: dict) -> None:
-    from training.export import ExportError, float_embeddings
+    from training.steps.export import ExportError, float_embeddings
 
     (quantized, _), = small_vocabulary_run["conversions"]
     with pytest.raises(ExportError, match="int8 weights"):
@@ -251,7 +251,7 @@ def test_a_quantized_file_is_no_float_conversion(small_vocabulary_run: dict) -> 
 def test_an_int8_lookup_must_be_followed_by_one_dequantize(small_vocabulary_run: dict) -> None:
     from tensorflow.lite.python import schema_py_generated as schema
 
-    from training.export import ExportError, float_embeddings
+    from training.steps.export import ExportError, float_embeddings
 
     (quantized, fp32), = small_vocabulary_run["conversions"]
 
@@ -271,7 +271,7 @@ def test_an_int8_lookup_must_be_followed_by_one_dequantize(small_vocabulary_run:
 def test_a_dequantized_table_read_elsewhere_is_refused(small_vocabulary_run: dict) -> None:
     from tensorflow.lite.python import schema_py_generated as schema
 
-    from training.export import ExportError, float_embeddings
+    from training.steps.export import ExportError, float_embeddings
 
     (quantized, fp32), = small_vocabulary_run["conversions"]
 
@@ -288,7 +288,7 @@ def test_a_dequantized_table_read_elsewhere_is_refused(small_vocabulary_run: dic
 
 
 def test_tables_of_another_shape_are_refused(small_vocabulary_run: dict) -> None:
-    from training.export import ExportError, float_embeddings
+    from training.steps.export import ExportError, float_embeddings
 
     (quantized, fp32), = small_vocabulary_run["conversions"]
 
@@ -303,7 +303,7 @@ def test_tables_of_another_shape_are_refused(small_vocabulary_run: dict) -> None
 
 def test_a_float_table_must_equal_the_float_conversions(small_vocabulary_run: dict) -> None:
     """Run on its own output every table is one 'left float': accepted if equal, refused if not."""
-    from training.export import ExportError, float_embeddings
+    from training.steps.export import ExportError, float_embeddings
 
     (quantized, fp32), = small_vocabulary_run["conversions"]
     once = float_embeddings(quantized, fp32)

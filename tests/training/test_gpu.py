@@ -17,7 +17,7 @@ def test_fine_tune_on_gpu_uses_fp16_and_learns(tiny_base: Path, tmp_path: Path) 
     from training.config import TrainConfig
     from training.data import build_splits, load_examples
     from training.metrics import classification_metrics
-    from training.trainer import fine_tune, predict_labels
+    from training.steps.finetune import fine_tune, predict_labels
 
     data = write_original_csv(tmp_path / "reviews.csv", n=400)
     config = TrainConfig(data=[data], base_model=str(tiny_base), output=tmp_path / "out", run_dir=tmp_path / "run",

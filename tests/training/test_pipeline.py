@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import BLOCK_TORCH, ROOT
 from tests.synthetic import reviews
 
-# the single_<L> signatures of a --max-length 64 run (training/export.py SINGLE_LENGTHS up to 64)
+# the single_<L> signatures of a --max-length 64 run (training/steps/export.py SINGLE_LENGTHS up to 64)
 UP_TO_64 = [8, 12, 16, 20, 24, 32, 40, 48, 64]
 CONTRACT = ["saved_model/saved_model.pb", "model.tflite", "tokenizer.json", "model.json", "MODEL_CARD.md",
             "confusion_matrices.png", "learning_curves.png", "pytorch/model.safetensors", "pytorch/config.json"]
@@ -134,7 +134,7 @@ def test_two_stage_training_fine_tune_only_then_continue(tiny_training_run: dict
 
     from training.cli import main
     from training.config import TrainConfig
-    from training.trainer import load_base
+    from training.steps.finetune import load_base
 
     common = ["--data", str(tiny_training_run["data"]), "--max-steps", "2", "--max-length", "64",
               "--warmup-steps", "0", "--learning-rate", "1e-3", "--seed", "7"]
@@ -163,7 +163,7 @@ def test_the_classification_head_is_seeded(tiny_base: Path, tmp_path: Path) -> N
     import torch
 
     from training.config import TrainConfig
-    from training.trainer import load_base
+    from training.steps.finetune import load_base
 
     heads = []
     for seed, rng in ((7, 1), (7, 2), (8, 1)):
@@ -188,7 +188,7 @@ def test_version_changes_exactly_when_weights_change(tiny_training_run: dict[str
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from training.export import weights_version
+    from training.steps.export import weights_version
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_training_run["run"] / "final_model")
     first = weights_version(model)

@@ -226,8 +226,8 @@ def test_after_sample_draws_only_reviews_the_earlier_sample_left_out() -> None:
 
 
 def test_per_category_report_plot_and_card(tmp_path: Path) -> None:
-    from training.evaluate import accuracy_by_category
-    from training.report import _categories_section, out_of_category_drop, plot_categories
+    from training.steps.evaluate import accuracy_by_category
+    from training.steps.report import _categories_section, out_of_category_drop, plot_categories
 
     examples = _categorised(n_per=4, categories=("books", "toys"))
     predicted = np.asarray(examples.labels).copy()
@@ -250,7 +250,7 @@ def test_per_category_report_plot_and_card(tmp_path: Path) -> None:
 
 
 def test_card_says_when_the_base_model_is_an_earlier_run() -> None:
-    from training.report import _base_note
+    from training.steps.report import _base_note
 
     assert "earlier training run" in _base_note({"base_model": "runs/full/final_model"})
     assert _base_note({"base_model": "runs/base-minilm"}) == ""

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.truncation import candidates, truncation_entry
+from training.steps.cut import candidates, truncation_entry
 
 
 def test_candidates_run_from_tail_only_to_head_only() -> None:
@@ -47,7 +47,7 @@ def test_truncation_command_sets_the_head_refits_and_remeasures(tiny_training_ru
                                                               tmp_path: Path) -> None:
     from app.model import SentimentModel
     from training.cli import main
-    from training.pipeline import rebuild_splits
+    from training.data.splits import rebuild_splits
 
     model_dir = tmp_path / "artifacts"
     shutil.copytree(tiny_training_run["output"], model_dir)
@@ -97,7 +97,7 @@ def test_training_texts_can_be_cut_head_and_tail(tiny_base: Path) -> None:
 
     from tests.synthetic import reviews
     from training.data.dataset import Examples
-    from training.trainer import EncodedDataset
+    from training.steps.finetune import EncodedDataset
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
     texts, _ = reviews(30, seed=4)

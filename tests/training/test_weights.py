@@ -71,7 +71,7 @@ def test_frozen_table_is_exported_bit_for_bit(two_epoch_run: dict[str, Path], em
 
 
 def test_averaging_decision_is_recorded_and_matches_the_weights(two_epoch_run: dict[str, Path]) -> None:
-    from training.trainer import kept_checkpoints
+    from training.steps.finetune import kept_checkpoints
 
     metadata = json.loads((two_epoch_run["output"] / "model.json").read_text())
     record = metadata["training"]["checkpoint_average"]
@@ -142,7 +142,7 @@ def two_checkpoints(tmp_path: Path, tiny_base: Path) -> SimpleNamespace:
 
 
 def test_average_is_used_when_no_worse(two_checkpoints: SimpleNamespace) -> None:
-    from training.trainer import average_checkpoints
+    from training.steps.finetune import average_checkpoints
 
     chosen, record = average_checkpoints(two_checkpoints.config, _StubTrainer(0.30), two_checkpoints.log,
                                          two_checkpoints.dirs[1])
@@ -158,7 +158,7 @@ def test_average_is_used_when_no_worse(two_checkpoints: SimpleNamespace) -> None
 
 
 def test_best_checkpoint_kept_when_the_average_is_worse(two_checkpoints: SimpleNamespace) -> None:
-    from training.trainer import average_checkpoints
+    from training.steps.finetune import average_checkpoints
 
     best = two_checkpoints.dirs[1]
     chosen, record = average_checkpoints(two_checkpoints.config, _StubTrainer(0.31), two_checkpoints.log, best)
@@ -168,7 +168,7 @@ def test_best_checkpoint_kept_when_the_average_is_worse(two_checkpoints: SimpleN
 
 
 def test_one_checkpoint_means_nothing_to_average(two_checkpoints: SimpleNamespace) -> None:
-    from training.trainer import average_checkpoints
+    from training.steps.finetune import average_checkpoints
 
     shutil.rmtree(two_checkpoints.dirs[0])
     trainer = _StubTrainer(0.0)

@@ -1,7 +1,9 @@
-"""Plots (confusion matrices, learning curves) and the human-readable MODEL_CARD.md (reliability: training.calibration)."""
+"""A model directory's reports: model.json, the plots (confusion matrices, learning curves, reliability,
+categories) and the human-readable MODEL_CARD.md."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -9,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from training.config import HELDOUT_ALL, HELDOUT_PREFIX
+from training.config import HELDOUT_ALL, HELDOUT_PREFIX, LABELS
 
 
 def plot_confusion_matrices(metrics: dict[str, dict], labels: list[str], path: Path, backend: str = "tflite") -> None:
@@ -155,6 +157,54 @@ def _categories_section(metadata: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _versions(versions: dict) -> str:
+    return ", ".join(f"{name} {version}" for name, version in versions.items())
+
+
+def _where_section(training: dict) -> str:
+    """Where each half of the run ran: the fine-tune (its run record) and the finish (this pipeline)."""
+    fine_tune, finished = training.get("fine_tune"), training.get("finished_on")
+    if not finished:
+        return ""
+    lines = ["", "### Where it was trained", ""]
+    if fine_tune:
+        steps = f"{fine_tune['steps']:,} steps" if fine_tune.get("steps") else "steps not recorded"
+        seconds = f" in {fine_tune['fine_tune_wall_s']:.0f} s" if fine_tune.get("fine_tune_wall_s") else ""
+        lines.append(f"- Fine-tune: {fine_tune['device']} ({_versions(fine_tune.get('versions', {}))}), "
+                     f"{steps}{seconds}; run record `{fine_tune.get('record', 'run.json')}`.")
+        hashes = [f"{k.removesuffix('_sha')} `{fine_tune[k]}`" for k in ("train_sha", "validation_sha") if fine_tune.get(k)]
+        if hashes:
+            lines.append(f"- Split hashes (sha256 of `label<TAB>text` lines), checked when the run was finished: "
+                         f"{', '.join(hashes)}.")
+    else:
+        lines.append(f"- Fine-tune: {training.get('device')}.")
+    lines.append(f"- Finished (cut, PyTorch evaluation, export, calibration, both backends) on {finished['device']} "
+                 f"({_versions(finished.get('versions', {}))}).")
+    return "\n".join(lines) + "\n"
+
+
+def _soup_section(metadata: dict) -> str:
+    """A soup's ingredients by weights version, with their validation figures and the greedy steps."""
+    soup = metadata.get("soup")
+    if not soup:
+        return ""
+    lines = ["", f"### A model soup ({soup['method']})", "",
+             "The weights are the uniform average of fine-tuned models (Wortsman et al., 2022, \"Model soups\"); "
+             "`python -m training soup` made them. Ingredients (validation accuracy: PyTorch, each at its own "
+             "chosen cut):", "", "| ingredient | weights version | fine-tuned on | validation accuracy | in the soup |",
+             "|---|---|---|---|---|"]
+    for entry in soup["ingredients"]:
+        accuracy = entry.get("validation", {}).get("accuracy")
+        lines.append(f"| `{entry['path']}` | {entry['version']} | {entry.get('fine_tuned_on') or 'not recorded'} | "
+                     f"{'' if accuracy is None else f'{accuracy:.4f}'} | {'yes' if entry['version'] in soup['kept'] else 'no'} |")
+    for step in soup.get("greedy_steps", []):
+        lines.append(f"\nGreedy step: adding {step['added']} gave validation accuracy {step['validation']['accuracy']:.4f}: "
+                     f"{'kept' if step['kept'] else 'left out'}.")
+    if soup.get("validation"):
+        lines.append(f"\nThe soup's own validation accuracy: {soup['validation']['accuracy']:.4f}.")
+    return "\n".join(lines) + "\n"
+
+
 def _metrics_table(metrics: dict[str, dict]) -> str:
     lines = ["| set | n | backend | accuracy | precision | recall | F1 |", "|---|---|---|---|---|---|---|"]
     for name, by_backend in metrics.items():
@@ -266,7 +316,7 @@ def _truncation_section(metadata: dict) -> str:
     room = metadata["max_length"] - 2
     lines = ["## Long reviews", "",
              f"Inputs hold at most {metadata['max_length']} tokens: {_truncation_words(metadata)} "
-             "(model.json `truncation`; both backends read it at load; training.truncation says why)."]
+             "(model.json `truncation`; both backends read it at load; training.steps.cut says why)."]
     if entry.get("by_head"):
         lines += ["", f"Chosen on the validation split, with the fp32 {entry['backend']} logits: "
                   f"{entry['longer_than_max_length']} of its {entry['n']} texts are longer than {metadata['max_length']} "
@@ -326,7 +376,7 @@ warm-up {config['warmup_steps']}, weight decay {config['weight_decay']}, max len
 seed {config['seed']}, balanced {config['balance']}, title examples {config.get('title_examples', False)},
 bf16 {config.get('bf16', False)}. Trained for {metadata['training'].get('epochs_run')} epochs,
 {metadata['training'].get('steps')} steps, {metadata['training'].get('train_seconds')} s on {metadata['training'].get('device')}.
-{_embeddings_note(config)}{_averaging_note(metadata['training'])}
+{_embeddings_note(config)}{_averaging_note(metadata['training'])}{_where_section(metadata['training'])}{_soup_section(metadata)}
 {("### Why this configuration" + chr(10) + chr(10) + metadata['training']['notes']) if metadata['training'].get('notes') else ''}
 
 ## Metrics
@@ -359,3 +409,60 @@ TFLite vs fp32 label agreement on the validation split: {metadata['export']['tfl
   response says `truncated`. What lies between is not read.
 """
     path.write_text(card, encoding="utf-8")
+
+
+def plot_reliability(metrics: dict[str, dict], path: Path, backend: str = "tflite") -> bool:
+    """Reliability diagrams (accuracy against confidence per bin, before and after calibration) for ``backend``.
+
+    One panel per evaluation set that has reliability bins. Returns False (and writes nothing) when none has.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n, by_backend in metrics.items() if "reliability" in by_backend.get(backend, {})]
+    if not names:
+        return False
+    columns = min(4, len(names))
+    rows = (len(names) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names, strict=False):
+        values = metrics[name][backend]
+        ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
+        lowest = 1.0
+        for key, ece_key, style, label in (("reliability_uncalibrated", "ece_uncalibrated", "s--", "before"),
+                                           ("reliability", "ece", "o-", "after")):
+            bins = values[key]
+            points = [(c, a) for c, a, n in zip(bins["confidence"], bins["accuracy"], bins["count"], strict=True) if n]
+            lowest = min([lowest, *(c for c, _ in points)])
+            ax.plot(*zip(*points, strict=True), style, markersize=4, label=f"{label} (ECE {values[ece_key]:.3f})")
+        ax.set_xlim(min(0.45, lowest - 0.05), 1.0)  # two classes: confidence is never below 0.5
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"Reliability ({backend}, {len(bins['count'])} bins)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def write_reports(metadata: dict, output: Path, log_history: list[dict] | None) -> None:
+    """model.json, the plots and MODEL_CARD.md from ``metadata``."""
+    if (drop := out_of_category_drop(metadata["metrics"])) is not None:
+        metadata["out_of_category"] = drop
+    (output / "model.json").write_text(json.dumps(metadata, indent=2))
+    plot_confusion_matrices({k: v for k, v in metadata["metrics"].items() if k != "validation"}, list(LABELS),
+                            output / "confusion_matrices.png")
+    if log_history is not None:
+        plot_learning_curves(log_history, output / "learning_curves.png", metadata["training"].get("checkpoint_average"))
+    if not plot_reliability(metadata["metrics"], output / "reliability.png"):
+        (output / "reliability.png").unlink(missing_ok=True)  # no ECE measured: no diagram of another model's
+    if not plot_categories(metadata["metrics"], output / "categories.png"):
+        (output / "categories.png").unlink(missing_ok=True)
+    write_model_card(metadata, output / "MODEL_CARD.md")

@@ -23,16 +23,14 @@ ECE is the standard equal-width-bin estimate on the predicted label's probabilit
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from app.model import SentimentModel, scaled_softmax
-from training.data.dataset import Examples, text_key
+from training.data.dataset import Examples
 
 logger = logging.getLogger(__name__)
 
@@ -161,89 +159,3 @@ def fit_on_model_dir(model_dir: Path, examples: Examples, fitted_on: str) -> dic
     return entry
 
 
-CALIBRATED_KEYS = ("ece", "reliability")
-
-
-def calibrate_model_dir(model_dir: Path, data: list[Path], fmt: str = "auto", eval_data: list[Path] | None = None,
-                        eval_fmt: str = "auto") -> dict:
-    """The ``calibrate`` command: fit T for an exported model directory, re-measure, rewrite model.json and the card.
-
-    T is fitted on ``data`` (labelled texts the model was not trained on, and not the evaluation
-    sets); ECE before and after is measured on each ``eval_data`` set with both backends and merged
-    into model.json's metrics. Sets already in the metrics but not re-measured keep their
-    uncalibrated ECE and lose their calibrated one, which belonged to the previous T.
-    """
-    from training.data import load_examples
-    from training.data.dataset import expand_paths
-    from training.evaluate import evaluate_model_dir
-    from training.pipeline import eval_set_name, write_reports
-
-    path = model_dir / "model.json"
-    if not path.is_file():
-        raise ValueError(f"{path}: missing (is --model {model_dir} an exported model directory?)")
-    metadata = json.loads(path.read_text(encoding="utf-8"))
-    examples = load_examples(data, fmt)
-    eval_sets = {eval_set_name(p): load_examples([p], eval_fmt) for p in expand_paths(eval_data or [])}
-    described = ", ".join(str(p) for p in data) if len(data) <= 2 else (
-        f"{len(data)} paths under {os.path.commonpath([str(p) for p in data])}")
-    entry = fit_on_model_dir(model_dir, examples, described)
-    entry["data"] = [str(p) for p in data]  # the exact selection, for a rerun
-    held_out = {text_key(t) for s in eval_sets.values() for t in s.texts}
-    overlap = sum(text_key(t) in held_out for t in examples.texts)
-    if overlap:
-        logger.warning("%d calibration texts also occur in the evaluation sets: their ECE is not a held-out figure",
-                       overlap)
-    entry["overlap_with_eval_sets"] = overlap
-    metadata["calibration"] = entry
-    path.write_text(json.dumps(metadata, indent=2))  # before evaluating: the evaluation loads this T
-    measured = evaluate_model_dir(model_dir, eval_sets, ["savedmodel", "tflite"]) if eval_sets else {}
-    for name, by_backend in metadata.get("metrics", {}).items():
-        if name not in measured:
-            for values in by_backend.values():
-                for key in CALIBRATED_KEYS:
-                    values.pop(key, None)
-    for name, values in measured.items():
-        metadata.setdefault("metrics", {}).setdefault(name, {}).update(values)
-    write_reports(metadata, model_dir, None)
-    return metadata
-
-
-def plot_reliability(metrics: dict[str, dict], path: Path, backend: str = "tflite") -> bool:
-    """Reliability diagrams (accuracy against confidence per bin, before and after calibration) for ``backend``.
-
-    One panel per evaluation set that has reliability bins. Returns False (and writes nothing) when none has.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [n for n, by_backend in metrics.items() if "reliability" in by_backend.get(backend, {})]
-    if not names:
-        return False
-    columns = min(4, len(names))
-    rows = (len(names) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows), squeeze=False)
-    for ax in axes.flat[len(names):]:
-        ax.axis("off")
-    for ax, name in zip(axes.flat, names, strict=False):
-        values = metrics[name][backend]
-        ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
-        lowest = 1.0
-        for key, ece_key, style, label in (("reliability_uncalibrated", "ece_uncalibrated", "s--", "before"),
-                                           ("reliability", "ece", "o-", "after")):
-            bins = values[key]
-            points = [(c, a) for c, a, n in zip(bins["confidence"], bins["accuracy"], bins["count"], strict=True) if n]
-            lowest = min([lowest, *(c for c, _ in points)])
-            ax.plot(*zip(*points, strict=True), style, markersize=4, label=f"{label} (ECE {values[ece_key]:.3f})")
-        ax.set_xlim(min(0.45, lowest - 0.05), 1.0)  # two classes: confidence is never below 0.5
-        ax.set_ylim(0.0, 1.0)
-        ax.set_xlabel("confidence")
-        ax.set_ylabel("accuracy")
-        ax.set_title(name, fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"Reliability ({backend}, {len(bins['count'])} bins)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return True

@@ -28,6 +28,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from training.config import LABELS, TrainConfig
 from training.data.dataset import Examples
 from training.metrics import classification_metrics
+from training.steps.soup import average_states
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +221,8 @@ def predict_logits(trainer: Trainer, examples: Examples, tokenizer: PreTrainedTo
 
 def choose_head(trainer: Trainer, validation: Examples, tokenizer: PreTrainedTokenizerBase,
                 max_length: int) -> dict:
-    """training.truncation's choice of head, made with the fine-tuned PyTorch model (every process takes part)."""
-    from training.truncation import candidates, truncation_entry
+    """training.steps.cut's choice of head, made with the fine-tuned PyTorch model (every process takes part)."""
+    from training.steps.cut import candidates, truncation_entry
 
     lengths = [len(x) for x in tokenizer(validation.texts, verbose=False)["input_ids"]]
     long = [i for i, n in enumerate(lengths) if n > max_length]
@@ -265,8 +266,7 @@ def average_checkpoints(config: TrainConfig, trainer: Trainer, log_history: list
         return best_dir, record
 
     states = [load_file(str(p / "model.safetensors")) for p in checkpoints]
-    averaged = {name: (sum(s[name].double() for s in states) / len(states)).to(tensor.dtype)
-                if tensor.is_floating_point() else tensor for name, tensor in states[0].items()}
+    averaged = average_states(states)
     model = AutoModelForSequenceClassification.from_pretrained(best_dir)
     missing, unexpected = model.load_state_dict(averaged, strict=False)
     if unexpected or any(not name.endswith("position_ids") for name in missing):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.calibration import calibration_metrics, class_indices
 from training.data.dataset import Examples
 from training.metrics import classification_metrics
+from training.steps.calibrate import calibration_metrics, class_indices
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def evaluate_model_dir(model_dir: Path, datasets: dict[str, Examples], backends:
             results[name][backend] = classification_metrics(examples.labels, predicted)
             if len(set(examples.categories)) > 1:
                 results[name][backend]["by_category"] = accuracy_by_category(examples, predicted)
-            if len(examples):  # ECE before / after model.json's temperature (training.calibration)
+            if len(examples):  # ECE before / after model.json's temperature (training.steps.calibrate)
                 results[name][backend].update(calibration_metrics(
                     logits, class_indices(model, examples.labels), model.temperature))
             logger.info("%s / %s: accuracy %.4f on %d", name, backend, results[name][backend]["accuracy"], len(examples))

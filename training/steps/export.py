@@ -328,3 +328,12 @@ def tflite_agreement(output: Path, texts: list[str]) -> dict[str, float]:
     agreement = float(np.mean(fp32.argmax(1) == int8.argmax(1)))
     return {"agreement": round(agreement, 5), "n": len(texts),
             "max_probability_difference": round(float(np.max(np.abs(fp32 - int8))), 5)}
+
+
+def check_tflite_agreement(output: Path, texts: list[str]) -> dict[str, float]:
+    """int8-vs-fp32 label agreement on ``texts``; refuses an export under MIN_TFLITE_AGREEMENT."""
+    agreement = tflite_agreement(output, texts)
+    if agreement["agreement"] < MIN_TFLITE_AGREEMENT:
+        raise ExportError(f"int8 TFLite agrees with fp32 on only {agreement['agreement']:.2%} of the "
+                          f"validation split (< {MIN_TFLITE_AGREEMENT:.0%}); not exporting")
+    return agreement
