@@ -31,13 +31,21 @@ CONTINUED_ARGS := --run-dir runs/continued --name sentiment-distilbert --balance
 	--seed 42 --validation-fraction 0.03 --test-fraction 0.03 \
 	--max-length 128 --epochs 1 --min-epochs 1 --learning-rate 3e-5 --warmup-steps 80 $(BF16) \
 	--frozen-embeddings model_artifacts/pytorch --resume --notes @training/continued_notes.md
+# The full-pool model fine-tuned on a GPU (training/gpu_full_pool_notes.md): the bundled recipe without the category
+# cap, two epochs. make train-gpu runs the fine-tune on a CUDA machine without TensorFlow; make finish-gpu finishes it here.
+GPU_ARGS := --run-dir runs/gpu --name sentiment-distilbert --balance \
+	--holdout-category office_products --holdout-category pet_supplies --holdout-category video_games \
+	--seed 42 --validation-fraction 0.03 --test-fraction 0.03 \
+	--max-length 128 --epochs 2 --min-epochs 2 --frozen-embeddings model_artifacts/pytorch --average-checkpoints \
+	--notes @training/gpu_full_pool_notes.md
+GPU_VENV := .venv-gpu
 # bfloat16 autocast only where the CPU computes it natively: emulated it is dozens of times slower
 BF16 := $(shell grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo 2>/dev/null && echo --bf16)
 # make evaluate
 MODEL ?= model_artifacts
 
 .DEFAULT_GOAL := help
-.PHONY: help invoke score serve test lint train train-bundled base evaluate bench bench-bulk soak load scan clean image sam-invoke sam-api lock tune
+.PHONY: help invoke score serve test lint train train-bundled train-gpu finish-gpu base evaluate bench bench-bulk soak load scan clean image sam-invoke sam-api lock tune
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,7 +58,7 @@ $(VENV)/.app: requirements/app.txt requirements/backend-tflite.txt requirements/
 	@$(PY) -m pip install -q -r requirements/app.txt -r requirements/backend-tflite.txt -r requirements/local.txt >&2
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.app requirements/train.txt requirements/dev.txt requirements/backend-savedmodel.txt
+$(VENV)/.dev: $(VENV)/.app requirements/train.txt requirements/finetune.txt requirements/dev.txt requirements/backend-savedmodel.txt
 	@echo "installing training and test requirements into $(VENV)/ ..." >&2
 	@$(PY) -m pip install -q -r requirements/dev.txt >&2
 	@touch $@
@@ -94,6 +102,27 @@ train: $(VENV)/.dev ## fine-tune + evaluate + export: DATA, FORMAT, EVAL_DATA, B
 train-bundled: ## reproduce the bundled model: about 100 min of training on 2 CPU cores, into runs/continued/artifacts
 	$(MAKE) train OUTPUT=runs/full/artifacts TRAIN_ARGS="$(BUNDLED_ARGS) --fine-tune-only"
 	$(MAKE) train BASE_MODEL=runs/full/final_model OUTPUT=runs/continued/artifacts TRAIN_ARGS="$(CONTINUED_ARGS)"
+
+# The fine-tune's own virtualenv: PyTorch and the Trainer, no TensorFlow (requirements/finetune.txt)
+$(GPU_VENV)/.installed: requirements/finetune.txt
+	@echo "installing the fine-tune's requirements (no TensorFlow) into $(GPU_VENV)/ ..." >&2
+	@test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV) >&2
+	@$(GPU_VENV)/bin/pip install -q -r requirements/finetune.txt >&2
+	@touch $@
+
+train-gpu: $(GPU_VENV)/.installed ## on a CUDA machine: fine-tune the full-pool model into runs/gpu (no TensorFlow needed); carry runs/gpu back, then make finish-gpu
+	@$(GPU_VENV)/bin/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'make train-gpu: no CUDA device (torch ' + torch.__version__ + '); it would take days on a CPU')"
+	@test -f runs/base-minilm/config.json || $(GPU_VENV)/bin/python -m training base --output runs/base-minilm
+	$(GPU_VENV)/bin/python -m training train --data $(DATA) --format $(FORMAT) --eval-data $(EVAL_DATA) \
+		--base-model runs/base-minilm --output runs/gpu/artifacts $(GPU_ARGS) --fine-tune-only
+
+finish-gpu: $(VENV)/.dev ## finish runs/gpu here (cut, evaluation, export, calibration, card): FROM=a carried model directory, e.g. ../shared/models/full-pool-h200-2ep
+	@if [ -n "$(FROM)" ]; then mkdir -p runs/gpu && rm -rf runs/gpu/final_model && \
+		if [ -d "$(FROM)/final_model" ]; then cp -r "$(FROM)/." runs/gpu/; \
+		else cp -r "$(FROM)" runs/gpu/final_model && if [ -f "$(FROM)/run/log_history.json" ]; then \
+			cp "$(FROM)/run/log_history.json" runs/gpu/; fi; fi; \
+		echo "finish-gpu: $(FROM) copied into runs/gpu" >&2; fi
+	$(MAKE) train OUTPUT=runs/gpu/artifacts TRAIN_ARGS="$(GPU_ARGS) --resume"
 
 evaluate: $(VENV)/.dev ## score MODEL on DATA with both backends: make evaluate DATA=file FORMAT=fasttext
 	$(PY) -m training evaluate --model $(MODEL) --data $(DATA) --format $(FORMAT) --backend both

@@ -149,3 +149,44 @@ def test_a_device_run_record_in_the_model_directory_is_found(tmp_path: Path) -> 
     with pytest.raises(RunRecordError, match="names its device"):
         find_record(tmp_path)
     assert find_record(tmp_path / "nothing here") is None
+
+
+def _make_dry_run(target: str, *assignments: str) -> str:
+    """What `make -n target` would run (stamp files touched so no install step is printed)."""
+    run = subprocess.run(["make", "-n", "--no-print-directory", "-o", ".venv/.dev", "-o", ".venv-gpu/.installed",
+                          target, *assignments], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def _options(tokens: list[str]) -> dict[str, list[str]]:
+    """``--flag value`` pairs (and bare flags) of a `python -m training train` command line."""
+    options: dict[str, list[str]] = {}
+    for i, token in enumerate(tokens):
+        if token.startswith("--"):
+            value = tokens[i + 1] if i + 1 < len(tokens) and not tokens[i + 1].startswith("--") else ""
+            options.setdefault(token, []).append(value)
+    return options
+
+
+def test_make_train_gpu_runs_the_shared_gpu_models_command_and_needs_no_tensorflow() -> None:
+    """make train-gpu is the command the shared full-pool model was fine-tuned with (its README), from a
+    virtualenv whose requirements hold no TensorFlow; make finish-gpu finishes the same run with --resume."""
+    import shlex
+
+    pins = [x.split("==")[0] for x in (ROOT / "requirements" / "finetune.txt").read_text().lower().splitlines()
+            if x.strip() and not x.startswith("#")]
+    assert "torch" in pins and "transformers" in pins
+    assert not [p for p in pins if any(name in p for name in ("tensorflow", "tf-keras", "litert", "keras", "-r "))]
+    assert "-r finetune.txt" in (ROOT / "requirements" / "train.txt").read_text()
+    line = next(x for x in _make_dry_run("train-gpu").replace("\\\n", " ").splitlines() if "-m training train" in x)
+    ours = _options(shlex.split(line))
+    assert line.startswith(".venv-gpu/bin/python")
+    assert "--fine-tune-only" in ours and "--resume" not in ours
+    readme = ROOT.parent / "shared" / "models" / "full-pool-h200-2ep" / "README.md"
+    if readme.is_file():  # the model's own record of the command it ran
+        block = readme.read_text().split("## The command it ran", 1)[1].split("```")[1]
+        theirs = _options(shlex.split(block.replace("\\\n", " ")))
+        assert {k: v for k, v in ours.items() if k != "--notes"} == theirs
+    finish = _make_dry_run("finish-gpu")
+    assert "--resume" in finish and "--fine-tune-only" not in finish and "--run-dir runs/gpu" in finish
