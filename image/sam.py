@@ -30,6 +30,7 @@ SAM = ROOT / ".venv-sam" / "bin" / "sam"
 WORK = ROOT / ".aws-sam"
 STAMP = WORK / "sources.sha256"
 ENGINE = ROOT / "image" / "engine.sh"
+BASE_SCRIPT = ROOT / "image" / "base.sh"
 BASH = shutil.which("bash") or "/bin/bash"
 DOCKER = shutil.which("docker") or "docker"
 # What `sam build` packs into the images: a change to any of these needs a rebuild.
@@ -111,17 +112,29 @@ def _images_present(env: dict[str, str]) -> bool:
     return True
 
 
-def ensure_built(force: bool = False, parameters: dict[str, str] | None = None) -> bool:
-    """``sam build`` when the sources (or parameter overrides) changed since the last build; True if it built."""
+def ensure_base(label: str = "sam-invoke") -> None:
+    """The Dockerfile's base in the engine: the stand-in built (and said so on stderr) where the real one is
+    absent. image/base.sh decides it, as it does for `make image`; nothing of it reaches stdout."""
+    run = subprocess.run([BASH, str(BASE_SCRIPT), label], cwd=ROOT, stdout=sys.stderr, stderr=sys.stderr,
+                         check=False)
+    if run.returncode != 0:
+        raise SamError(f"the base image is absent and the stand-in could not be built (image/base.sh exit "
+                       f"{run.returncode})")
+
+
+def ensure_built(force: bool = False, parameters: dict[str, str] | None = None, label: str = "sam-invoke") -> bool:
+    """``sam build`` when the sources (or parameter overrides) changed since the last build, or the images are
+    gone; the base image first (the stand-in where the real one is absent). True if it built."""
     env = environment()
     digest = sources_digest() + json.dumps(parameters or {}, sort_keys=True)
     built = WORK / "build" / "template.yaml"
     if not force and built.is_file() and STAMP.is_file() and STAMP.read_text() == digest and _images_present(env):
         return False
+    ensure_base(label)
     command = [str(SAM), "build"]
     if parameters:
         command += ["--parameter-overrides", " ".join(f"{k}={v}" for k, v in parameters.items())]
-    print("sam-invoke: sources changed: sam build ...", file=sys.stderr)
+    print(f"{label}: sources changed or images absent: sam build ...", file=sys.stderr)
     run = subprocess.run(command, cwd=ROOT, env=env, stdout=sys.stderr, stderr=sys.stderr, check=False)
     if run.returncode != 0:
         raise SamError(f"sam build failed (exit {run.returncode})")
@@ -212,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with engine():
-            ensure_built()
+            ensure_built(label=f"sam-{args.command}")
             if args.command == "api":
                 return _start_api(args.port)
             response, _ = invoke(resolve_event(args.event), args.function, args.env_vars)

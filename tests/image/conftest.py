@@ -52,6 +52,17 @@ def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.C
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
 
 
+def engine_unavailable() -> str | None:
+    """Why the image tests cannot have an engine and the SAM CLI here (None when they can)."""
+    if shutil.which("docker") is None:
+        return "no docker client on PATH"
+    if not sam.SAM.is_file():
+        return ".venv-sam/ has no SAM CLI (make .venv-sam/.installed)"
+    if shutil.which("dockerd") is None and os.geteuid() != 0:
+        return "no container engine and no root to install one"
+    return None
+
+
 def _standin_possible() -> str | None:
     """Why the stand-in base cannot be built here (None when it can)."""
     py312 = os.environ.get("PY312") or "/root/.pyenv/versions/3.12.1"
@@ -65,12 +76,9 @@ def _standin_possible() -> str | None:
 @pytest.fixture(scope="session")
 def engine() -> Iterator[None]:
     """An answering engine with the base image (the stand-in where the real one is absent)."""
-    if shutil.which("docker") is None:
-        pytest.skip("no docker client on PATH")
-    if not sam.SAM.is_file():
-        pytest.skip(".venv-sam/ has no SAM CLI (make .venv-sam/.installed)")
-    if shutil.which("dockerd") is None and os.geteuid() != 0:
-        pytest.skip("no container engine and no root to install one")
+    reason = engine_unavailable()
+    if reason:
+        pytest.skip(reason)
     context = sam.engine()
     try:
         context.__enter__()

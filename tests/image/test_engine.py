@@ -58,8 +58,8 @@ def _stub(path: Path, body: str) -> None:
     path.chmod(0o755)
 
 
-def _stop(tmp_path: Path, rules: dict[str, list[str]], *, started: bool = True,
-          before: str | None = None) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+def _stop(tmp_path: Path, rules: dict[str, list[str]], *, started: bool = True, before: str | None = None,
+          bridge: str | None = None, other_dockerd: bool = False) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
     """Run ``engine.sh stop`` with stand-in tools; returns the result and the iptables calls made."""
     bin_dir, state = tmp_path / "bin", tmp_path / "state"
     bin_dir.mkdir()
@@ -78,6 +78,7 @@ esac
     _stub(bin_dir / "ip", f'echo "ip $*" >> {shlex.quote(str(tmp_path / "ip.log"))}\n')
     _stub(bin_dir / "docker", "exit 1\n")
     _stub(bin_dir / "sysctl", f'echo "sysctl $*" >> {shlex.quote(str(tmp_path / "sysctl.log"))}\n')
+    _stub(bin_dir / "pgrep", "exit 0\n" if other_dockerd else "exit 1\n")
     if before is not None:
         (state / "host-before").write_text(before)
     if started:
@@ -86,6 +87,12 @@ esac
         (state / "started-by-us").write_text(f"{gone.pid}\n")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SENTIMENT_ENGINE_STATE": str(state),
            "SENTIMENT_ENGINE_SOCKET": str(tmp_path / "docker.sock")}
+    env.pop("SENTIMENT_ENGINE_BRIDGE", None)
+    if bridge:
+        env["SENTIMENT_ENGINE_BRIDGE"] = bridge
+        # what `start` recorded: the rules it added for the bridge
+        (state / "iptables-rules").write_text(f"nat POSTROUTING -s 10.213.77.1/24 ! -o {bridge} -j MASQUERADE\n"
+                                              f"filter FORWARD -i {bridge} -j ACCEPT\n")
     result = subprocess.run(["bash", str(ENGINE), "stop"], env=env, capture_output=True, text=True, timeout=60)
     calls = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
     return result, calls
@@ -134,6 +141,24 @@ def test_stop_succeeds_when_the_rules_are_partly_or_wholly_gone(tmp_path: Path, 
     expected = {(table, rule) for table, lines in rules.items() for rule in lines
                 if rule.startswith("-A") and rule.split()[1] in {"FORWARD", "POSTROUTING"}}
     assert _deleted(calls) == expected
+
+
+@pytest.mark.parametrize("other_dockerd", [True, False], ids=["beside-another", "alone"])
+def test_a_separate_engine_removes_only_its_own_bridge_and_rules(tmp_path: Path, other_dockerd: bool) -> None:
+    """A second engine (SENTIMENT_ENGINE_BRIDGE) leaves docker0, the DOCKER chains and, while another dockerd
+    runs, the forwarding alone: they are the other daemon's."""
+    result, calls = _stop(tmp_path, ALL_RULES, bridge="sentfresh0", before="ip_forward=0\nforward_policy=ACCEPT\n",
+                          other_dockerd=other_dockerd)
+    assert result.returncode == 0, result.stderr
+    deletes = [["-t", "nat", "-D", "POSTROUTING", "-s", "10.213.77.1/24", "!", "-o", "sentfresh0", "-j", "MASQUERADE"],
+               ["-t", "filter", "-D", "FORWARD", "-i", "sentfresh0", "-j", "ACCEPT"]]
+    # the host's forwarding as it was before, only where no other dockerd is left to need it
+    restores = [] if other_dockerd else [["-t", "filter", "-P", "FORWARD", "ACCEPT"]]
+    assert calls == deletes + restores
+    assert (tmp_path / "ip.log").read_text() == "ip link delete sentfresh0\n"
+    assert (tmp_path / "sysctl.log").exists() is not other_dockerd
+    assert not (tmp_path / "state" / "iptables-rules").exists()
+    assert not (tmp_path / "state" / "host-before").exists()
 
 
 def test_stop_leaves_an_engine_it_did_not_start(tmp_path: Path) -> None:
