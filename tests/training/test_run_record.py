@@ -75,9 +75,10 @@ def test_a_resumed_run_says_where_each_half_ran(fine_tuned_without_tf: Path, tin
     record.update(device="NVIDIA H200", versions={"python": "3.12.3", "torch": "2.11.0+cu130"})
     (run_dir / "run.json").write_text(json.dumps(record))
     before = (run_dir / "final_model" / "model.safetensors").read_bytes()
+    shutil.rmtree(run_dir / "checkpoints")  # not carried back
     output = tmp_path / "artifacts"
     assert main(["train", *_common(tiny_training_run["data"]), "--base-model", str(tiny_base), "--output", str(output),
-                 "--run-dir", str(run_dir), "--resume"]) == 0
+                 "--run-dir", str(run_dir), "--resume", "--average-checkpoints"]) == 0
     assert (run_dir / "final_model" / "model.safetensors").read_bytes() == before  # not trained again
     training = json.loads((output / "model.json").read_text())["training"]
     assert training["device"] == "NVIDIA H200"
@@ -87,6 +88,8 @@ def test_a_resumed_run_says_where_each_half_ran(fine_tuned_without_tf: Path, tin
     assert training["fine_tune"]["validation_sha"] == record["validation_sha"]
     assert training["finished_on"]["device"].startswith("CPU (")
     assert "tensorflow" in training["finished_on"]["versions"]
+    assert training["checkpoint_average"]["used"] is False  # decided (or not) where it ran, not re-decided here
+    assert "checkpoints were not carried back" in training["checkpoint_average"]["reason"]
     card = (output / "MODEL_CARD.md").read_text()
     assert "Fine-tune: NVIDIA H200 (python 3.12.3, torch 2.11.0+cu130), 2 steps" in card
     assert "Finished (cut, PyTorch evaluation, export, calibration, both backends) on CPU (" in card

@@ -44,7 +44,7 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
 
     Returns the written model.json content ({} with --fine-tune-only, and in processes other than rank 0).
     """
-    from training.steps.finetune import average_checkpoints, fine_tune
+    from training.steps.finetune import average_checkpoints, fine_tune, kept_checkpoints
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -75,7 +75,11 @@ def run_training(config: TrainConfig, command: list[str] | None = None) -> dict:
                               trainer.args.world_size)
         where = config.run_dir / RECORD
     averaging = record.get("checkpoint_average") if record else None
-    if config.average_checkpoints and not (finished_elsewhere and averaging):
+    if config.average_checkpoints and finished_elsewhere and not averaging and not kept_checkpoints(config.run_dir):
+        averaging = {"checkpoints": [], "used": False,
+                     "reason": "the fine-tune ran elsewhere and its checkpoints were not carried back, and its run "
+                               "record does not say whether they were averaged"}
+    elif config.average_checkpoints and not (finished_elsewhere and averaging):
         t0 = time.perf_counter()
         final_dir, averaging = average_checkpoints(config, trainer, log_history, final_dir)
         timings["average_checkpoints_s"] = time.perf_counter() - t0

@@ -252,7 +252,7 @@ def _averaging_note(training: dict) -> str:
     if not record:
         return ""
     if "validation_loss" not in record:
-        return f"\nCheckpoint averaging was asked for: {record.get('reason')}; the best checkpoint is exported.\n"
+        return f"\nCheckpoint averaging was asked for: {record.get('reason')}; final_model, the best checkpoint, is exported.\n"
     verdict = ("so the average is the exported model" if record["used"]
                else "so the best checkpoint is exported")
     accuracy = (f" (validation accuracy {record['validation_accuracy']:.4f})"
