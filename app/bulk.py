@@ -81,6 +81,7 @@ class Counts:
     errors: int = 0
     blank_lines: int = 0
     labels: dict[str, int] = field(default_factory=dict)
+    sentiments: dict[str, int] = field(default_factory=dict)  # four-way, with a star-head model
     error_codes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -289,6 +290,7 @@ def score_stream(
     position = start or Position()
     counts = counts or Counts()
     labels, error_codes = Counter(counts.labels), Counter(counts.error_codes)
+    sentiments = Counter(counts.sentiments)
     pending: list[Item] = []
     scorable = 0
 
@@ -309,6 +311,10 @@ def score_stream(
             elif item.text is not None:
                 p = next(predictions)
                 record = {"id": item.id, "label": p.label, "score": p.score, "scores": p.scores}
+                if p.sentiment is not None:  # a star-head model: the API's four-way fields, after the binary ones
+                    record.update(sentiment=p.sentiment, sentiment_scores=p.sentiment_scores, stars=p.stars,
+                                  star_scores=p.star_scores)
+                    sentiments[p.sentiment] += 1
                 counts.scored += 1
                 labels[p.label] += 1
             else:
@@ -321,6 +327,7 @@ def score_stream(
         position = pending[-1].end
         counts.lines = position.line
         counts.labels, counts.error_codes = dict(sorted(labels.items())), dict(sorted(error_codes.items()))
+        counts.sentiments = dict(sorted(sentiments.items()))
         pending, scorable = [], 0
 
     for item in READERS[fmt](chunks, position):

@@ -10,6 +10,11 @@ without the entry, the first max_length - 2, as the tokenizer itself truncates.
 Both backends are read at their ``logits`` output and turned into probabilities here, as
 softmax(logits / T) with the temperature T of model.json's ``calibration`` entry (1.0 when there
 is none): one calibration, applied identically to the SavedModel and the TFLite file.
+
+A model with a star-rating head also has a ``star_logits`` output (1-5 stars, same forward pass).
+With model.json's ``four_way`` entry every prediction then carries the four-way sentiment and the
+stars (``app.fourway``), for which the text's clauses are scored in the same batch as the text, and,
+on request, one result per sentence (``app.segments``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app import fourway, segments
+
 if TYPE_CHECKING:
     from app.settings import Settings
 
@@ -37,16 +44,36 @@ class ModelLoadError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class SentencePrediction:
+    """One sentence of a text: ``text[start:end]``, its binary label and score, its four-way sentiment."""
+
+    start: int
+    end: int
+    label: str
+    score: float
+    sentiment: str
+    sentiment_scores: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Prediction:
-    """One text's result: the arg-max label, its probability, all probabilities, truncation."""
+    """One text's result: the arg-max label, its probability, all probabilities, truncation; with a star head,
+    the four-way sentiment and the stars; on request, its sentences."""
 
     label: str
     score: float
     scores: dict[str, float]
     truncated: bool
+    sentiment: str | None = None
+    sentiment_scores: dict[str, float] | None = None
+    stars: float | None = None
+    star_scores: dict[str, float] | None = None
+    sentences: list[SentencePrediction] | None = None
 
 
-Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Outputs = dict[str, np.ndarray]
+Runner = Callable[[np.ndarray, np.ndarray], Outputs]
+OUTPUTS = ("logits", "star_logits")
 
 
 def _tflite_runner(path: Path, num_threads: int | None, pad_id: int = 0) -> Runner:
@@ -74,7 +101,7 @@ def _tflite_runner(path: Path, num_threads: int | None, pad_id: int = 0) -> Runn
     for length, fixed_runner in fixed:  # prepare each subgraph now, not on the first request of that length
         fixed_runner(input_ids=buffers[length][0], attention_mask=np.ones((1, length), np.int32))
 
-    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> Outputs:
         if input_ids.shape[0] == 1:
             used = input_ids.shape[1]
             for length, fixed_runner in fixed:
@@ -82,8 +109,8 @@ def _tflite_runner(path: Path, num_threads: int | None, pad_id: int = 0) -> Runn
                     ids, mask = buffers[length]
                     ids[0, :used], ids[0, used:] = input_ids[0], pad_id
                     mask[0, :used], mask[0, used:] = attention_mask[0], 0
-                    return fixed_runner(input_ids=ids, attention_mask=mask)["logits"]
-        return runner(input_ids=input_ids, attention_mask=attention_mask)["logits"]
+                    return fixed_runner(input_ids=ids, attention_mask=mask)
+        return runner(input_ids=input_ids, attention_mask=attention_mask)
 
     run.fixed_lengths = [length for length, _ in fixed]  # type: ignore[attr-defined]
     return run
@@ -103,9 +130,9 @@ def _savedmodel_runner(path: Path) -> Runner:
     except (KeyError, OSError, ValueError, tf.errors.OpError) as exc:
         raise ModelLoadError(f"{path}: not a loadable SavedModel with a serving_default signature ({exc})") from exc
 
-    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> Outputs:
         outputs = function(input_ids=tf.constant(input_ids), attention_mask=tf.constant(attention_mask))
-        return outputs["logits"].numpy()
+        return {name: outputs[name].numpy() for name in OUTPUTS if name in outputs}
 
     return run
 
@@ -127,6 +154,11 @@ def read_metadata(model_dir: Path) -> dict[str, object]:
         raise ModelLoadError(f"{path}: 'labels' must be a list of at least two label names, got {labels!r}")
     calibration_temperature(metadata, path)
     truncation_head(metadata, path)
+    if metadata.get("four_way") is not None:
+        try:
+            fourway.read_rules(metadata["four_way"])
+        except fourway.FourWayError as exc:
+            raise ModelLoadError(f"{path}: {exc}") from exc
     return metadata
 
 
@@ -231,7 +263,14 @@ class SentimentModel:
         self.num_threads = num_threads or default_threads()
         self._run = (_tflite_runner(path, self.num_threads, self.pad_id) if backend == "tflite"
                      else _savedmodel_runner(path))
+        self.has_stars = False
         self._check_outputs(path)
+        self.rules = fourway.read_rules(self.metadata["four_way"]) if self.metadata.get("four_way") else None
+        if self.rules is not None and not self.has_stars:
+            raise ModelLoadError(f"{path}: model.json has four-way rules, but the model has no 'star_logits' output "
+                                 "(exported without its rating head?)")
+        self._positive = self.labels.index("POSITIVE") if "POSITIVE" in self.labels else len(self.labels) - 1
+        self._negative = self.labels.index("NEGATIVE") if "NEGATIVE" in self.labels else 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SentimentModel:
@@ -245,13 +284,19 @@ class SentimentModel:
     def _check_outputs(self, path: Path) -> None:
         """Warm the backend up and check its outputs against model.json's labels."""
         # The raw output, not predict_proba: its buffer is shaped by model.json's labels, which is what is checked.
-        probe = np.asarray(self._run(*self._arrays([self.tokenizer.encode("warm-up").ids])), dtype=np.float32)
+        outputs = self._run(*self._arrays([self.tokenizer.encode("warm-up").ids]))
+        probe = np.asarray(outputs["logits"], dtype=np.float32)
         if probe.shape != (1, len(self.labels)):
             raise ModelLoadError(
                 f"{path}: outputs shape {probe.shape}, but model.json lists {len(self.labels)} labels"
             )
         if not np.all(np.isfinite(probe)):
             raise ModelLoadError(f"{path}: 'logits' output is not finite: {probe}")
+        if "star_logits" in outputs:
+            stars = np.asarray(outputs["star_logits"])
+            if stars.shape != (1, len(fourway.STAR_LABELS)) or not np.all(np.isfinite(stars)):
+                raise ModelLoadError(f"{path}: 'star_logits' output is {stars.shape} {stars}, not 5 finite star logits")
+            self.has_stars = True
 
     def _arrays(self, batch: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Pad a batch of token-id lists to its longest member (dynamic padding)."""
@@ -285,28 +330,100 @@ class SentimentModel:
 
     def _infer_ids(self, full: Sequence[list[int]], head: int, temperature: float | None) -> np.ndarray:
         """Logits or calibrated probabilities for untruncated token ids cut with ``head``, batched by length."""
+        return self._infer_both(full, head, temperature)[0]
+
+    def _infer_both(self, full: Sequence[list[int]], head: int,
+                    temperature: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``_infer_ids``, and the star probabilities [N, 5] where the model has a star head (else None)."""
         ids = [cut_ids(x, self.max_length, head) for x in full]
         order = np.argsort([len(x) for x in ids], kind="stable")
         outputs = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
+        stars = np.zeros((len(ids), len(fourway.STAR_LABELS)), dtype=np.float32) if self.has_stars else None
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             input_ids, attention_mask = self._arrays([ids[i] for i in index])
-            logits = self._run(input_ids, attention_mask)
+            result = self._run(input_ids, attention_mask)
+            logits = result["logits"]
             outputs[index] = logits if temperature is None else scaled_softmax(logits, temperature)
-        return outputs
+            if stars is not None:
+                stars[index] = scaled_softmax(result["star_logits"])
+        return outputs, stars
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """One prediction per text, in input order."""
-        probabilities, truncated = self.predict_proba(texts)
+    def predict(self, texts: Sequence[str], sentences: bool = False) -> list[Prediction]:
+        """One prediction per text, in input order; with ``sentences``, each with its sentences' results."""
+        if self.rules is None:
+            probabilities, truncated = self.predict_proba(texts)
+            return [Prediction(**self._binary(row), truncated=was_truncated)
+                    for row, was_truncated in zip(probabilities, truncated, strict=True)]
+        return self._predict_four_way(texts, sentences)
+
+    def _binary(self, row: np.ndarray) -> dict:
+        best = int(np.argmax(row))
+        return {"label": self.labels[best], "score": round(float(row[best]), 6),
+                "scores": {label: round(float(p), 6) for label, p in zip(self.labels, row, strict=True)}}
+
+    def _predict_four_way(self, texts: Sequence[str], with_sentences: bool) -> list[Prediction]:
+        """The texts in one call, exactly as without the star head (``label``, ``score``, ``scores`` and
+        ``truncated`` do not change); their clauses (and sentences on request) in a second batched call, only
+        for texts that have more than one; then ``app.fourway``."""
+        rules = self.rules or {}
+        rows = {text: i for i, text in enumerate(texts)}  # a piece equal to a text reuses the text's row
+        pieces: dict[str, int] = {}
+
+        def need(piece: str) -> int:
+            if piece in rows:
+                return rows[piece]
+            return pieces.setdefault(piece, len(texts) + len(pieces))
+
+        plans = []
+        for index, text in enumerate(texts):
+            spans = segments.sentences(text)
+            clauses = [segments.clauses(text, s) for s in spans]
+            parts = [c for group in clauses for c in group]
+            part_rows = [need(text[c.start:c.end]) for c in parts] if len(parts) > 1 else []
+            sentence_plan = []
+            if with_sentences:
+                for span, group in zip(spans, clauses, strict=True):
+                    sentence_plan.append((span, need(text[span.start:span.end]),
+                                          [need(text[c.start:c.end]) for c in group] if len(group) > 1 else []))
+            plans.append((index, part_rows, len(spans), sentence_plan))
+        encodings = [self.tokenizer.encode(texts[0])] if len(texts) == 1 else self.tokenizer.encode_batch(list(texts))
+        full = [e.ids for e in encodings]
+        binary, stars = self._infer_both(full, self.head, self.temperature)
+        if pieces:
+            extra = [e.ids for e in self.tokenizer.encode_batch(list(pieces))]
+            more_binary, more_stars = self._infer_both(extra, self.head, self.temperature)
+            binary = np.concatenate([binary, more_binary])
+            stars = np.concatenate([stars, more_stars])  # type: ignore[list-item]
+        if stars is None:  # has_stars was checked at start-up
+            raise ModelLoadError("the model lost its 'star_logits' output")
+
+        def four(index: int, part_rows: list[int], sentence_count: int) -> np.ndarray:
+            mixed = fourway.mixed_evidence(binary[part_rows], self._positive, self._negative) if part_rows else 0.0
+            raw = fourway.raw_scores(binary[index:index + 1], self._positive, self._negative, stars[index:index + 1],
+                                     np.array([mixed]))
+            return fourway.apply_bias(raw, rules[fourway.rule_for(sentence_count)])[0]
+
         results = []
-        for row, was_truncated in zip(probabilities, truncated, strict=True):
-            best = int(np.argmax(row))
+        for index, part_rows, sentence_count, sentence_plan in plans:
+            scores4 = four(index, part_rows, sentence_count)
+            sentence_results = None
+            if with_sentences:
+                sentence_results = []
+                for span, row, clause_rows in sentence_plan:
+                    sentence4 = four(row, clause_rows, 1)
+                    binary_fields = self._binary(binary[row])
+                    sentence_results.append(SentencePrediction(
+                        start=span.start, end=span.end, label=binary_fields["label"], score=binary_fields["score"],
+                        sentiment=fourway.SENTIMENTS[int(np.argmax(sentence4))],
+                        sentiment_scores=fourway.scores_dict(sentence4, fourway.SENTIMENTS)))
             results.append(Prediction(
-                label=self.labels[best],
-                score=round(float(row[best]), 6),
-                scores={label: round(float(p), 6) for label, p in zip(self.labels, row, strict=True)},
-                truncated=was_truncated,
-            ))
+                **self._binary(binary[index]), truncated=len(full[index]) > self.max_length,
+                sentiment=fourway.SENTIMENTS[int(np.argmax(scores4))],
+                sentiment_scores=fourway.scores_dict(scores4, fourway.SENTIMENTS),
+                stars=round(float(fourway.expected_stars(stars[index:index + 1])[0]), 4),
+                star_scores=fourway.scores_dict(stars[index], fourway.STAR_LABELS),
+                sentences=sentence_results))
         return results
 
 

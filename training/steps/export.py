@@ -72,21 +72,44 @@ def convert_to_tensorflow(model_dir: Path, probe_texts: list[str], max_length: i
 SINGLE_LENGTHS = (8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128)
 
 
+RATING_HEAD_FILE = "rating_head.npz"  # beside the PyTorch weights: the star head (training.steps.rating)
+
+
+def read_rating_head(model_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(weight [5, dim], bias [5]) of ``model_dir/rating_head.npz``, or None when the model has no star head."""
+    path = model_dir / RATING_HEAD_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        weight, bias = data["weight"].astype(np.float32), data["bias"].astype(np.float32)
+    if weight.ndim != 2 or bias.shape != (weight.shape[0],):
+        raise ExportError(f"{path}: weight {weight.shape} and bias {bias.shape} are not a linear head")
+    return weight, bias
+
+
 def export_artifacts(model_dir: Path, output: Path, validation_texts: list[str], max_length: int):  # type: ignore[no-untyped-def]
     """``output/saved_model`` and ``output/model.tflite`` from the PyTorch weights in ``model_dir``.
 
+    A ``rating_head.npz`` beside the weights adds the ``star_logits`` output to both artifacts.
     Returns (tokenizer, PyTorch model, max logit difference) of the conversion check, whose probe is
     PROBE_TEXTS plus the first 24 validation texts.
     """
     probe = list(PROBE_TEXTS) + validation_texts[:24]
     tf_model, tokenizer, pt_model, difference = convert_to_tensorflow(model_dir, probe, max_length)
-    save_savedmodel(tf_model, output / "saved_model")
+    save_savedmodel(tf_model, output / "saved_model", read_rating_head(model_dir))
     save_tflite(output / "saved_model", output / "model.tflite", max_length)
     return tokenizer, pt_model, difference
 
 
 def classifier_logits(model, input_ids, attention_mask):  # type: ignore[no-untyped-def]
-    """The logits of a ``TFDistilBertForSequenceClassification``, computing in the last layer only what they read.
+    """The logits of a ``TFDistilBertForSequenceClassification`` (see ``classifier_features``)."""
+    return model.classifier(classifier_features(model, input_ids, attention_mask))
+
+
+def classifier_features(model, input_ids, attention_mask):  # type: ignore[no-untyped-def]
+    """The classifier's input, ReLU(pre_classifier([CLS])), of a ``TFDistilBertForSequenceClassification``.
+
+    The logits of a ``TFDistilBertForSequenceClassification``, computing in the last layer only what they read.
 
     The classifier reads the last layer's output at the first ([CLS]) position alone. Every operation
     after the last attention's key and value projections works per position, so the last layer runs
@@ -106,7 +129,7 @@ def classifier_logits(model, input_ids, attention_mask):  # type: ignore[no-unty
     attended = last.attention(first, hidden, hidden, mask, None, False, training=False)[0]
     attended = last.sa_layer_norm(attended + first)
     first = last.output_layer_norm(last.ffn(attended, training=False) + attended)
-    return model.classifier(model.pre_classifier(first[:, 0]))
+    return model.pre_classifier(first[:, 0])  # a Dense with ReLU activation
 
 
 def single_lengths(max_length: int) -> list[int]:
@@ -114,22 +137,33 @@ def single_lengths(max_length: int) -> list[int]:
     return sorted({n for n in SINGLE_LENGTHS if n < max_length} | {max_length})
 
 
-def save_savedmodel(tf_model, path: Path) -> None:  # type: ignore[no-untyped-def]
-    """SavedModel whose serving_default signature is the artifact contract's."""
+def save_savedmodel(tf_model, path: Path, rating_head: tuple[np.ndarray, np.ndarray] | None = None) -> None:  # type: ignore[no-untyped-def]
+    """SavedModel whose serving_default signature is the artifact contract's.
+
+    With ``rating_head`` (weight [5, dim], bias [5]) it also outputs ``star_logits``, computed from the
+    binary classifier's own input in the same pass: the binary logits are computed exactly as without it.
+    """
     import tensorflow as tf
 
     class Serving(tf.Module):
         def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
             super().__init__()
             self.model = model
+            if rating_head is not None:
+                self.star_weight = tf.Variable(rating_head[0].T, trainable=False, name="star_weight")
+                self.star_bias = tf.Variable(rating_head[1], trainable=False, name="star_bias")
 
         @tf.function(input_signature=[
             tf.TensorSpec([None, None], tf.int32, name="input_ids"),
             tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
         ])
         def serve(self, input_ids, attention_mask):  # type: ignore[no-untyped-def]
-            logits = classifier_logits(self.model, input_ids, attention_mask)
-            return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+            features = classifier_features(self.model, input_ids, attention_mask)
+            logits = self.model.classifier(features)
+            outputs = {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+            if rating_head is not None:
+                outputs["star_logits"] = tf.matmul(features, self.star_weight) + self.star_bias
+            return outputs
 
     module = Serving(tf_model)
     if path.exists():
