@@ -319,6 +319,15 @@ class SentimentModel:
         """The backend's raw logits [N, labels] in input order (no calibration), and truncation."""
         return self._infer(texts, None)
 
+    def predict_stars(self, texts: Sequence[str]) -> np.ndarray:
+        """The rating head's probabilities [N, 5] (1-5 stars) in input order; the model must have the head."""
+        if not self.has_stars:
+            raise ModelLoadError(f"{self.model_dir}: the model has no 'star_logits' output")
+        if not texts:
+            return np.zeros((0, len(fourway.STAR_LABELS)), dtype=np.float32)
+        full = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        return self._infer_both(full, self.head, self.temperature)[1]  # type: ignore[return-value]
+
     def _infer(self, texts: Sequence[str], temperature: float | None) -> tuple[np.ndarray, list[bool]]:
         """Logits (``temperature`` None) or softmax(logits / temperature), batched by token length."""
         if not texts:

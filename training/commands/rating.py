@@ -20,14 +20,15 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from app.fourway import SENTIMENTS, apply_bias, mixed_evidence, sentiment_of
+from app.fourway import SENTIMENTS, apply_bias, expected_stars, mixed_evidence, sentiment_of
 from app.model import calibration_temperature, scaled_softmax
 from app.segments import parts, sentences
-from training.data.fourway import RatingSplits, Sentences, rating_splits, read_ratings, read_sentence_labels
+from training.data.fourway import Rated, RatingSplits, Sentences, rating_splits, read_ratings, read_sentence_labels
 from training.data.splits import rebuild_splits
 from training.steps.calibrate import reliability
 from training.steps.rating import (
@@ -72,6 +73,30 @@ class Encoded:
         features, logits = self.extractor(texts, desc=name)
         np.savez(path, features=features, logits=logits)
         return features, logits
+
+
+def _cached_split(work: Path, rated: Rated, excluded: list[str], cap_per_star: int,
+                  excluded_categories: tuple[str, ...]) -> RatingSplits:
+    """``rating_splits``, reused from the work directory when its inputs are the same (its leak check takes minutes)."""
+    digest = hashlib.sha256()
+    for text, stars in zip(rated.texts, rated.stars, strict=True):
+        digest.update(f"{stars}\t{text}\n".encode())
+    digest.update("\n".join(excluded).encode())
+    digest.update(json.dumps([cap_per_star, list(excluded_categories)]).encode())
+    key = digest.hexdigest()[:16]
+    path = work / "split.json"
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            logger.info("rating split reused from %s", path)
+            return RatingSplits(**{name: Rated(**cached[name]) for name in ("train", "validation", "test", "unseen")},
+                                report=cached["report"])
+    split = rating_splits(rated, excluded, cap_per_star=cap_per_star, excluded_categories=excluded_categories)
+    work.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "report": split.report,
+                                **{name: asdict(getattr(split, name)) for name in ("train", "validation", "test",
+                                                                                   "unseen")}}))
+    return split
 
 
 def _unit_scores(encoded: Encoded, texts: list[str], name: str, head: dict, positive: int, negative: int,
@@ -140,8 +165,9 @@ def _four_way_reliability(scores: dict[str, np.ndarray], truth: list[str], bias:
 
 
 def fit_rating(model_dir: Path, work: Path, ratings: list[Path] | None = None, sentence_dir: Path | None = None,
-               cap_per_star: int = 1500) -> dict:
-    """Steps 1-5 of the module: the head and the rules, fitted and measured; returns the model.json entries."""
+               cap_per_star: int = 1500) -> tuple[dict, dict[str, tuple[list[str], list]]]:
+    """Steps 1-5 of the module: the head and the rules, fitted and measured. Returns the model.json entries and
+    the sets they were measured on (texts, stars or sentence labels)."""
     started = time.perf_counter()
     ratings = ratings or DEFAULT_RATINGS
     sentence_dir = sentence_dir or DEFAULT_SENTENCES
@@ -149,8 +175,7 @@ def fit_rating(model_dir: Path, work: Path, ratings: list[Path] | None = None, s
     excluded = splits.validation.texts + splits.test.texts + [t for s in eval_sets.values() for t in s.texts]
     heldout = tuple(metadata["training"]["config"].get("holdout_category") or ())
     rated = read_ratings(ratings)
-    split: RatingSplits = rating_splits(rated, excluded, cap_per_star=cap_per_star,
-                                        excluded_categories=EXCLUDED_CATEGORIES + heldout)
+    split = _cached_split(work, rated, excluded, cap_per_star, EXCLUDED_CATEGORIES + heldout)
     logger.info("rating split: train %s, validation %s, test %s, unseen %s", split.train.counts(),
                 split.validation.counts(), split.test.counts(), split.unseen.counts())
     temperature = calibration_temperature(metadata)
@@ -211,7 +236,9 @@ def fit_rating(model_dir: Path, work: Path, ratings: list[Path] | None = None, s
     (work / "rating.json").write_text(json.dumps(entries, indent=2) + "\n")
     logger.info("rating head and four-way rules fitted and measured in %.0f s; %s", time.perf_counter() - started,
                 work / "rating.json")
-    return entries
+    sets = {"unseen_categories": (split.unseen.texts, split.unseen.stars), "test": (split.test.texts, split.test.stars),
+            "restaurants_test": (rest_test.texts, rest_test.labels), "mams_val": (mams_val.texts, mams_val.labels)}
+    return entries, sets
 
 
 def _summary(entries: dict) -> dict:
@@ -223,10 +250,101 @@ def _summary(entries: dict) -> dict:
             **{name: {"four_way": m["four_way"]} for name, m in metrics.items() if "four_way" in m}}
 
 
+def _star_parity(model_dir: Path, work: Path, texts: list[str], entries: dict) -> dict[str, float]:
+    """Star probabilities of both artifacts against the head applied to the PyTorch features (the fitted head)."""
+    from app.model import SentimentModel
+    from training.steps.rating import load_head
+
+    metadata = json.loads((model_dir / "model.json").read_text())
+    features, _ = Encoded(FeatureExtractor(model_dir, metadata), work / "features", 1.0)(texts, "parity")
+    weight, bias = load_head(work / HEAD_FILE)
+    reference = star_probabilities(features, weight, bias)
+    saved = SentimentModel(model_dir, "savedmodel").predict_stars(texts)
+    lite = SentimentModel(model_dir, "tflite").predict_stars(texts)
+    return {"texts": len(texts),
+            "savedmodel_vs_pytorch_max_star_probability_difference": round(float(np.abs(saved - reference).max()), 6),
+            "tflite_vs_savedmodel_max_star_probability_difference": round(float(np.abs(lite - saved).max()), 6),
+            "tflite_vs_savedmodel_max_expected_stars_difference":
+                round(float(np.abs(expected_stars(lite) - expected_stars(saved)).max()), 4)}
+
+
+def _runtime_metrics(model_dir: Path, backend: str, sets: dict[str, tuple[list[str], list]]) -> dict:
+    """The four-way figures as the service computes them (``SentimentModel.predict``, this backend)."""
+    from app.model import SentimentModel
+
+    model = SentimentModel(model_dir, backend)
+    out = {}
+    for name, (texts, truth) in sets.items():
+        predictions = []
+        for start in range(0, len(texts), 256):
+            predictions += model.predict(texts[start:start + 256])
+        sentiment = [p.sentiment for p in predictions]
+        if truth and isinstance(truth[0], int):  # stars
+            stars_p = np.array([[p.star_scores[k] for k in ("1", "2", "3", "4", "5")] for p in predictions])
+            out[name] = {"stars": star_metrics(stars_p, np.asarray(truth)),
+                         "three_way": f1_table(stars_to_sentiment(truth), three_way(sentiment),
+                                               ("NEGATIVE", "NEUTRAL", "POSITIVE"))}
+        else:
+            out[name] = {"four_way": f1_table(truth, sentiment, sorted(set(truth), key=SENTIMENTS.index))}
+    return out
+
+
+def _binary_difference(before: dict[str, np.ndarray], model_dir: Path, texts: list[str]) -> dict[str, float]:
+    from app.model import SentimentModel
+
+    return {backend: float(np.max(np.abs(SentimentModel(model_dir, backend).predict_logits(texts)[0] - logits)))
+            for backend, logits in before.items()}
+
+
 def add_rating_head(model_dir: Path, work: Path, ratings: list[Path] | None = None, sentence_dir: Path | None = None,
                     cap_per_star: int = 1500, fit_only: bool = False) -> dict:
-    """The whole command (see the module); ``fit_only`` stops before the model directory is touched."""
-    entries = fit_rating(model_dir, work, ratings, sentence_dir, cap_per_star)
-    if not fit_only:
-        raise NotImplementedError("export with the head: next step")
+    """The whole command (see the module); ``fit_only`` stops before the model directory is touched.
+
+    The export is refused (and the directory left as it was) when a binary logit of either backend moves
+    on the binary validation split: the head must not change what existing clients receive.
+    """
+    import shutil
+
+    from app.model import SentimentModel
+    from training.steps.export import RATING_HEAD_FILE, ExportError, check_tflite_agreement, export_artifacts
+    from training.steps.report import write_reports
+
+    entries, sets = fit_rating(model_dir, work, ratings, sentence_dir, cap_per_star)
+    if fit_only:
+        return _summary(entries)
+    metadata, splits, _ = rebuild_splits(model_dir)
+    texts = splits.validation.texts
+    before = {backend: SentimentModel(model_dir, backend).predict_logits(texts)[0]
+              for backend in ("savedmodel", "tflite")}
+    kept = {name: model_dir / f"{name}.previous" for name in ("model.tflite", "saved_model")}
+    for name, previous in kept.items():
+        if previous.exists():
+            shutil.rmtree(previous) if previous.is_dir() else previous.unlink()
+        (shutil.copytree if (model_dir / name).is_dir() else shutil.copy2)(model_dir / name, previous)
+    head_path = model_dir / "pytorch" / RATING_HEAD_FILE
+    shutil.copy2(work / HEAD_FILE, head_path)
+    try:
+        export_artifacts(model_dir / "pytorch", model_dir, texts, int(metadata["max_length"]))
+        moved = _binary_difference(before, model_dir, texts)
+        if any(value > 0 for value in moved.values()):
+            raise ExportError(f"the binary logits moved with the rating head (max difference {moved}): not exporting")
+        agreement = check_tflite_agreement(model_dir, texts)
+    except BaseException:
+        for name, previous in kept.items():
+            target = model_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+            previous.replace(target)
+        head_path.unlink(missing_ok=True)
+        raise
+    for previous in kept.values():
+        shutil.rmtree(previous) if previous.is_dir() else previous.unlink()
+    parity = _star_parity(model_dir, work, texts[:500], entries)
+    metadata["rating_head"] = entries["rating_head"]
+    metadata["four_way"] = entries["four_way"]
+    metadata["export"]["tflite_validation_agreement"] = agreement
+    metadata["export"]["rating_head"] = {"binary_logit_difference_on_validation": moved, **parity}
+    (model_dir / "model.json").write_text(json.dumps(metadata, indent=2))
+    for backend in ("tflite",):
+        metadata["four_way"]["metrics_runtime"] = {backend: _runtime_metrics(model_dir, backend, sets)}
+    write_reports(metadata, model_dir, None)
     return _summary(entries)

@@ -336,6 +336,117 @@ def _truncation_section(metadata: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _intended_four_way(metadata: dict) -> str:
+    if metadata.get("four_way"):
+        return (", with a star rating and a four-way sentiment (NEUTRAL, MIXED) from a rating head on the frozen "
+                "encoder (see Stars and four-way sentiment).")
+    return (". The binary head has no neutral class (3-star reviews were left out of its training); a model "
+            "without a rating head answers only POSITIVE / NEGATIVE.")
+
+
+def _four_way_section(metadata: dict) -> str:
+    """Stars and four-way sentiment: the head, the rules and their figures (empty without a star head)."""
+    head, rules = metadata.get("rating_head"), metadata.get("four_way")
+    if not head or not rules:
+        return ""
+    metrics = rules.get("metrics_runtime", {}).get("tflite") or rules["metrics"]
+    where = "TFLite int8 through the runtime" if rules.get("metrics_runtime") else "PyTorch fp32 features"
+    rows = []
+    for name in ("unseen_categories", "test"):
+        m = metrics.get(name)
+        if m:
+            stars, three = m["stars"], m["three_way"]
+            rows.append(f"| {name} | {stars['n']} | {stars['mae']:.3f} | {stars['mae_star_balanced']:.3f} | "
+                        f"{stars['exact']:.3f} | {stars['within_one']:.3f} | {three['macro']['f1']:.3f} | "
+                        f"{three['NEUTRAL']['precision']:.3f} / {three['NEUTRAL']['recall']:.3f} / "
+                        f"{three['NEUTRAL']['f1']:.3f} |")
+    sentence_rows = []
+    for name in ("restaurants_test", "mams_val"):
+        m = metrics.get(name)
+        if m:
+            table = m["four_way"]
+            mixed = table.get("MIXED", {})
+            neutral = table.get("NEUTRAL")
+            sentence_rows.append(f"| {name} | {table['macro']['f1']:.3f} | {mixed.get('precision', 0):.3f} / "
+                                 f"{mixed.get('recall', 0):.3f} / {mixed.get('f1', 0):.3f} | "
+                                 + (f"{neutral['f1']:.3f} |" if neutral else "- |"))
+    bias = rules["bias"]
+    by_category = metrics.get("unseen_categories", {}).get("by_category") or \
+        rules["metrics"].get("unseen_categories", {}).get("by_category", {})
+    category_rows = "\n".join(f"| {c} | {v['n']} | {v['mae']:.3f} | {v['within_one']:.3f} | {v['three_way_macro_f1']:.3f} |"
+                               for c, v in by_category.items())
+    split = head.get("split", {})
+    return f"""
+## Stars and four-way sentiment
+
+A rating head (a linear layer, 1-5 stars) reads the binary classifier's own input in the same forward pass:
+the encoder and the binary head are frozen, so `label`, `score` and `scores` are unchanged (binary logits
+moved by {metadata.get('export', {}).get('rating_head', {}).get('binary_logit_difference_on_validation')} on the
+validation split). `stars` is the expected rating; `sentiment` is POSITIVE / NEGATIVE / NEUTRAL / MIXED
+(app/fourway.py): NEUTRAL from the head's 3-star probability, MIXED from a text holding a clearly positive
+and a clearly negative clause (min of the largest P(POSITIVE) and the largest P(NEGATIVE) over its clauses),
+POSITIVE / NEGATIVE split as the binary head splits them; each class's score is multiplied by exp(bias) and
+the four renormalised.
+
+- Head: multinomial logistic regression, C = {head['C']} chosen on validation by the mean absolute error with
+  every star weighted equally ({', '.join(f"C={t['C']}: {t['validation_mae_star_balanced']}" for t in head['tried'])}).
+- Trained on star-rated reviews of {', '.join(sorted(split.get('train', {})))} (at most {split.get('cap_per_star')}
+  per category and star); never on a review of the binary validation or test split, a held-out category or an
+  evaluation set ({split.get('dropped_binary_heldout_or_eval')} dropped); the categories
+  {', '.join(sorted(split.get('unseen', {})))} are kept out entirely and are the unseen-category test.
+- Biases (log scale, POSITIVE and NEGATIVE 0): one sentence: NEUTRAL {bias['sentence']['NEUTRAL']:+.2f}, MIXED
+  {bias['sentence']['MIXED']:+.2f} ({rules['fitted_on']['sentence']}); longer texts: NEUTRAL
+  {bias['review']['NEUTRAL']:+.2f}, MIXED {bias['review']['MIXED']:+.2f} ({rules['fitted_on']['review']}).
+
+Reviews ({where}; stars 1-2 NEGATIVE, 3 NEUTRAL, 4-5 POSITIVE, MIXED counted as NEUTRAL):
+
+| set | reviews | MAE | MAE, stars equal | exact | within one | NEG/NEU/POS macro-F1 | NEUTRAL P / R / F1 |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Unseen categories, one by one:
+
+| category | reviews | MAE | within one | macro-F1 |
+|---|---|---|---|---|
+{category_rows}
+
+Sentences (restaurants: development data, not products):
+
+| set | four-way macro-F1 | MIXED P / R / F1 | NEUTRAL F1 |
+|---|---|---|---|
+{chr(10).join(sentence_rows)}
+
+![four-way reliability](four_way_reliability.png)
+"""
+
+
+def plot_four_way_reliability(metadata: dict, path: Path) -> bool:
+    """Reliability of the top four-way score on labelled sentences (no diagram without a four-way entry)."""
+    bins = (metadata.get("four_way") or {}).get("reliability", {}).get("restaurants_test")
+    if not bins:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(c, a, n) for c, a, n in zip(bins["confidence"], bins["accuracy"], bins["count"], strict=True) if n]
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
+    ax.plot([p[0] for p in points], [p[1] for p in points], "o-", markersize=4)
+    for c, a, n in points:
+        ax.annotate(str(n), (c, a), fontsize=6, textcoords="offset points", xytext=(2, -8))
+    ax.set_xlim(0.2, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("top four-way score")
+    ax.set_ylabel("share right")
+    ax.set_title("Four-way reliability, restaurant test sentences", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def write_model_card(metadata: dict, path: Path) -> None:
     """MODEL_CARD.md from model.json's content."""
     data = metadata["training"]["data"]
@@ -350,9 +461,8 @@ dynamic-range int8 TFLite file (float32 embedding tables). Inputs hold at most {
 
 ## Intended use
 
-Scoring the polarity of customer reviews (a few sentences to a few paragraphs) in English.
-Not for: neutral / mixed detection (there is no neutral class; 3-star reviews were left out of
-training), other languages, sarcasm-heavy or non-review text, decisions about individuals.
+Scoring the polarity of customer reviews (a few sentences to a few paragraphs) in English{_intended_four_way(metadata)}
+Not for: other languages, sarcasm-heavy or non-review text, decisions about individuals.
 
 ## Reproduce
 
@@ -398,7 +508,7 @@ TFLite vs fp32 label agreement on the validation split: {metadata['export']['tfl
 
 {_categories_section(metadata)}
 {_truncation_section(metadata)}
-{_calibration_section(metadata)}
+{_calibration_section(metadata)}{_four_way_section(metadata)}
 ## Limits
 
 - Trained on {', '.join(sorted(data.get('sources', {})) or ['the files listed above'])}: other domains
@@ -465,4 +575,6 @@ def write_reports(metadata: dict, output: Path, log_history: list[dict] | None) 
         (output / "reliability.png").unlink(missing_ok=True)  # no ECE measured: no diagram of another model's
     if not plot_categories(metadata["metrics"], output / "categories.png"):
         (output / "categories.png").unlink(missing_ok=True)
+    if not plot_four_way_reliability(metadata, output / "four_way_reliability.png"):
+        (output / "four_way_reliability.png").unlink(missing_ok=True)
     write_model_card(metadata, output / "MODEL_CARD.md")
