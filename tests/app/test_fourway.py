@@ -142,3 +142,60 @@ def test_malformed_four_way_entry_stops_start_up(tiny_star_artifacts: Path, tmp_
     (copy / "model.json").write_text(json.dumps(metadata))
     with pytest.raises(ModelLoadError, match=r"model\.json.*four_way"):
         SentimentModel(copy, "tflite")
+
+
+# --- through the handler and bulk scoring ----------------------------------------------------------------------------
+
+def test_handler_answers_the_new_fields_and_sentences(tiny_artifacts: Path, tiny_star_artifacts: Path,
+                                                      lambda_context, capsys) -> None:  # type: ignore[no-untyped-def]
+    import copy
+
+    from tests.app.conftest import call, load_handler
+    from tests.conftest import load_event
+
+    event = load_event("predict_sentences")
+    text = json.loads(event["body"])["text"]
+    plain = copy.deepcopy(event)
+    plain["body"] = json.dumps({"texts": [text, "Awful."]})
+    with pytest.MonkeyPatch.context() as mp:
+        old = load_handler(mp, tiny_artifacts)
+        _, before, _ = call(old, plain, lambda_context)
+        assert set(before["results"][0]) == {"label", "score", "scores", "truncated"}  # no head: nothing new
+        new = load_handler(mp, tiny_star_artifacts)
+        capsys.readouterr()
+        status, after, _ = call(new, plain, lambda_context)
+        assert status == 200
+        for old_result, new_result in zip(before["results"], after["results"], strict=True):
+            assert {k: new_result[k] for k in old_result} == old_result  # existing fields, same values
+            assert set(new_result) == {*old_result, "sentiment", "sentiment_scores", "stars", "star_scores"}
+        metrics = capsys.readouterr().out
+        assert any(f'"Sentiment{s.title()}"' in metrics for s in fourway.SENTIMENTS)
+        status, body, _ = call(new, event, lambda_context)
+        assert status == 200
+        sentences = body["results"][0]["sentences"]
+        assert [text[s["start"]:s["end"]] for s in sentences] == [
+            "Five stars for the fast shipping.",
+            "The product itself broke after two days, but the seller refunded me quickly."]
+        assert all(set(s) == {"start", "end", "label", "score", "sentiment", "sentiment_scores"} for s in sentences)
+        bad = copy.deepcopy(event)
+        bad["body"] = json.dumps({"text": "fine", "sentences": "yes please"})
+        status, body, _ = call(new, bad, lambda_context)
+        assert status == 422 and body["error"]["details"][0]["field"] == "sentences"
+
+
+def test_bulk_records_and_summary_carry_the_four_way_fields(tiny_star_artifacts: Path) -> None:
+    import io
+
+    from app.bulk import score_stream
+
+    model = SentimentModel(tiny_star_artifacts, "tflite")
+    data = "\n".join(json.dumps({"id": i, "text": t}) for i, t in enumerate(TEXTS)).encode() + b"\n{\"id\": 9}\n"
+    out = io.BytesIO()
+    outcome = score_stream([data], "jsonl", model, out.write)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    scored = [r for r in records if "label" in r]
+    assert len(scored) == len(TEXTS) and records[-1]["error"]["code"]
+    for record, prediction in zip(scored, model.predict(TEXTS), strict=True):
+        assert list(record)[:5] == ["id", "label", "score", "scores", "sentiment"]
+        assert (record["sentiment"], record["stars"]) == (prediction.sentiment, prediction.stars)
+    assert sum(outcome.counts.sentiments.values()) == len(TEXTS)
