@@ -59,15 +59,36 @@ class Engine:
         raise NotImplementedError
 
 
-class HandlerEngine(Engine):
-    """Our Lambda handler, invoked with API Gateway events exactly as Lambda invokes it."""
+def binary_only_artifacts() -> Path:
+    """The bundled model as served before the four-way fields: model.json without ``four_way`` (the other files
+    linked), so that the handler answers label, score, scores and truncated only."""
+    target = CACHE / "binary-only"
+    metadata = json.loads((ARTIFACTS / "model.json").read_text())
+    metadata.pop("four_way", None)
+    target.mkdir(parents=True, exist_ok=True)
+    for path in ARTIFACTS.iterdir():
+        link = target / path.name
+        if path.name != "model.json" and not link.exists():
+            link.symlink_to(path.resolve())
+    (target / "model.json").write_text(json.dumps(metadata))
+    return target
 
-    def __init__(self, backend: str) -> None:
-        self.name = backend
+
+class HandlerEngine(Engine):
+    """Our Lambda handler, invoked with API Gateway events exactly as Lambda invokes it.
+
+    ``variant``: ``four_way`` (the service as deployed), ``sentences`` (every request asks for ``sentences``) or
+    ``binary`` (the same weights without the four-way rules: the answer before the four-way fields existed).
+    """
+
+    def __init__(self, backend: str, variant: str = "four_way") -> None:
+        self.name = backend if variant == "four_way" else f"{backend}-{variant.replace('_', '-')}"
         self.backend = backend
+        self.variant = variant
 
     def load(self) -> None:
-        os.environ.update({"MODEL_BACKEND": self.backend, "MODEL_DIR": str(ARTIFACTS),
+        model_dir = binary_only_artifacts() if self.variant == "binary" else ARTIFACTS
+        os.environ.update({"MODEL_BACKEND": self.backend, "MODEL_DIR": str(model_dir),
                            "POWERTOOLS_METRICS_NAMESPACE": "Bench", "POWERTOOLS_SERVICE_NAME": "sentiment"})
         from app.handler import lambda_handler
         from local.invoke import LocalContext
@@ -76,7 +97,10 @@ class HandlerEngine(Engine):
         self.event = json.loads((ROOT / "events" / "predict_single.json").read_text())
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        self.event["body"] = json.dumps({"text": texts[0]} if len(texts) == 1 else {"texts": list(texts)})
+        body: dict[str, object] = {"text": texts[0]} if len(texts) == 1 else {"texts": list(texts)}
+        if self.variant == "sentences":
+            body["sentences"] = True
+        self.event["body"] = json.dumps(body)
         response = self.handler(self.event, self.context)
         if response["statusCode"] != 200:
             raise RuntimeError(f"handler answered {response['statusCode']}: {response['body'][:200]}")
@@ -186,6 +210,8 @@ ENGINES = {
     "transformers-pt": TransformersPT,
     "onnxruntime-int8": OnnxRuntimeInt8,
     "tflite-model-only": ModelOnly,
+    "tflite-binary": lambda: HandlerEngine("tflite", "binary"),
+    "tflite-sentences": lambda: HandlerEngine("tflite", "sentences"),
 }
 
 

@@ -200,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         diagnostics["p50_tflite_model_only_over_onnxruntime_int8"] = round(model_only["p50_ms"] / ort["p50_ms"], 3)
     if model_only and tflite:
         diagnostics["handler_p50_overhead_ms"] = round(tflite["p50_ms"] - model_only["p50_ms"], 2)
+    binary = engines.get("tflite-binary")
+    if binary and tflite:  # the four-way fields' cost: the same weights and handler, without and with them
+        ratios["p50_four_way_over_binary"] = round(tflite["p50_ms"] / binary["p50_ms"], 3)
+    if binary and engines.get("tflite-sentences"):
+        ratios["p50_sentences_over_binary"] = round(engines["tflite-sentences"]["p50_ms"] / binary["p50_ms"], 3)
     results = {"quick": args.quick, "environment": environment(), "texts": source,
                "n_single_requests": 200, "latency_rounds": latency_rounds,
                "n_agreement_texts": n_agreement, "reference": "transformers-pt (PyTorch fp32)",

@@ -41,7 +41,7 @@ def test_cpu_info_reads_arm_features_and_survives_a_missing_file(tmp_path: Path)
 
 
 @pytest.mark.skipif(not (BUNDLED / "model.tflite").is_file(), reason="no bundled model in model_artifacts/")
-@pytest.mark.parametrize("engine", ["tflite", "tflite-model-only"])
+@pytest.mark.parametrize("engine", ["tflite", "tflite-model-only", "tflite-binary", "tflite-sentences"])
 def test_latency_worker_times_single_requests(engine: str, tmp_path: Path) -> None:
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps({"single": ["Great kettle, boils fast.", "Broke after a week."], "agreement": []}))
@@ -125,3 +125,20 @@ def test_peers_read_the_tokens_the_handler_reads() -> None:
     peer.load()
     logits = ours.predict_logits(long)[0]
     assert list(peer.predict(long)) == list((logits.argmax(-1) == ours.labels.index("POSITIVE")).astype(int))
+
+
+def test_binary_only_artifacts_drop_the_four_way_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       tiny_star_artifacts: Path) -> None:
+    """The baseline of the four-way fields' cost: the same files, model.json without ``four_way``."""
+    from app.model import SentimentModel
+    from benchmarks import engines
+
+    monkeypatch.setattr(engines, "ARTIFACTS", tiny_star_artifacts)
+    monkeypatch.setattr(engines, "CACHE", tmp_path)
+    target = engines.binary_only_artifacts()
+    assert "four_way" not in json.loads((target / "model.json").read_text())
+    assert (target / "model.tflite").resolve() == (tiny_star_artifacts / "model.tflite").resolve()
+    binary = SentimentModel(target).predict(["Great kettle.", "Broke after a week."])
+    full = SentimentModel(tiny_star_artifacts).predict(["Great kettle.", "Broke after a week."])
+    assert all(b.sentiment is None and f.sentiment is not None for b, f in zip(binary, full, strict=True))
+    assert [(b.label, b.scores) for b in binary] == [(f.label, f.scores) for f in full]

@@ -2,7 +2,8 @@
 that write metrics, with the environment the template gives it; Powertools prints the EMF blobs on stdout.
 
 tests/deploy/test_operations.py reads them to learn which metric names and dimension sets the code really emits.
-The API function: a batch with a clearly positive and a clearly negative review (one metric per label), /health,
+The API function: a batch with a clearly positive, a clearly negative, a neutral and a mixed review (one metric per
+label and per four-way sentiment), /health,
 a bad body and an inference fault (InternalErrors). The batch function: one JSONL object with a bad line, scored
 from moto's S3.
 """
@@ -16,6 +17,9 @@ from local.invoke import LocalContext
 
 POSITIVE = "Absolutely love it, works perfectly and the battery lasts for days."  # synthetic, written here
 NEGATIVE = "Terrible. It broke after one day and support never answered; a waste of money."
+# With a star-head model these two give the other four-way classes (SentimentNeutral, SentimentMixed).
+NEUTRAL = "It is okay. Nothing special, it does the job."
+MIXED = "The screen is gorgeous, but the battery dies before lunch."
 
 
 def _rest_event(method: str, path: str, body: str | None) -> dict:
@@ -32,7 +36,7 @@ def api(function_name: str) -> None:
     import app.handler as handler
 
     context = LocalContext(function_name=function_name)
-    predict = _rest_event("POST", "/predict", json.dumps({"texts": [POSITIVE, NEGATIVE]}))
+    predict = _rest_event("POST", "/predict", json.dumps({"texts": [POSITIVE, NEGATIVE, NEUTRAL, MIXED]}))
     for event in (predict, _rest_event("GET", "/health", None), _rest_event("POST", "/predict", '{"text": ')):
         assert handler.lambda_handler(event, context)["statusCode"] < 500
 

@@ -55,6 +55,7 @@ DEFAULT_RATINGS = [Path("../shared/data/ratings"), Path("../shared/data/train/am
 DEFAULT_SENTENCES = Path("../shared/data/sentences")
 # The unseen-category samples' categories stay out of training whatever other source holds them.
 EXCLUDED_CATEGORIES = ("books", "clothing", "electronics", "grocery", "patio")
+SPLIT_VERSION = 2  # bump when rating_splits changes what it returns: a cached split of the old rule is not reused
 
 
 class Encoded:
@@ -82,7 +83,7 @@ def _cached_split(work: Path, rated: Rated, excluded: list[str], cap_per_star: i
     for text, stars in zip(rated.texts, rated.stars, strict=True):
         digest.update(f"{stars}\t{text}\n".encode())
     digest.update("\n".join(excluded).encode())
-    digest.update(json.dumps([cap_per_star, list(excluded_categories)]).encode())
+    digest.update(json.dumps([SPLIT_VERSION, cap_per_star, list(excluded_categories)]).encode())
     key = digest.hexdigest()[:16]
     path = work / "split.json"
     if path.is_file():

@@ -145,11 +145,11 @@ def rating_splits(rated: Rated, excluded_texts: list[str], *, seed: int = 42, ca
     """Train / validation / test by category and star, plus the unseen-category test (see the module)."""
     keys = {text_key(t) for t in excluded_texts}
     leaks = find_leaks(rated.texts, excluded_texts).dropped
-    clean = [i for i, t in enumerate(rated.texts) if i not in leaks and text_key(t) not in keys
-             and rated.categories[i] not in excluded_categories]
+    clean = [i for i, t in enumerate(rated.texts) if i not in leaks and text_key(t) not in keys]
     dropped = len(rated) - len(clean)
     unseen = rated.subset([i for i in clean if rated.sources[i] in TEST_SOURCES])
-    pool = [i for i in clean if rated.sources[i] not in TEST_SOURCES]
+    # ``excluded_categories`` (e.g. the unseen samples' categories) leave the pool, not the unseen test
+    pool = [i for i in clean if rated.sources[i] not in TEST_SOURCES and rated.categories[i] not in excluded_categories]
     # A review of an unseen-category sample that also sits in the pool stays a test review only.
     unseen_leaks = find_leaks([rated.texts[i] for i in pool], unseen.texts).dropped
     pool = [i for n, i in enumerate(pool) if n not in unseen_leaks]

@@ -73,6 +73,7 @@ class FeatureExtractor:
 
 def star_weights(stars: np.ndarray) -> np.ndarray:
     """Per-review weights under which every star counts equally."""
+    stars = np.asarray(stars, dtype=np.int64)
     counts = np.bincount(stars, minlength=6)[1:].astype(np.float64)
     present = counts > 0
     return np.array([len(stars) / (present.sum() * counts[s - 1]) for s in stars])
@@ -85,6 +86,7 @@ def balanced_mae(probabilities: np.ndarray, stars: np.ndarray) -> float:
 
 def star_metrics(probabilities: np.ndarray, stars: np.ndarray) -> dict[str, float | int]:
     """Exact (rounded expectation), within one star and MAE; natural and with every star weighted equally."""
+    stars = np.asarray(stars, dtype=np.int64)
     expected = expected_stars(probabilities)
     rounded = np.clip(np.rint(expected), 1, 5)
     weights = star_weights(stars)
