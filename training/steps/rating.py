@@ -24,7 +24,7 @@ from app.model import cut_ids, truncation_head
 logger = logging.getLogger(__name__)
 
 STRENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-BIAS_GRID = np.round(np.arange(-3.0, 3.01, 0.25), 2)
+BIAS_GRID = np.round(np.arange(-8.0, 4.01, 0.25), 2)  # -8: a class the data says not to answer is off
 HEAD_FILE = "rating_head.npz"
 
 
