@@ -178,3 +178,51 @@ def test_star_head_export_parity(tiny_artifacts: Path, tiny_star_artifacts: Path
     interpreter = Interpreter(model_path=str(tiny_star_artifacts / "model.tflite"))
     for key, signature in interpreter.get_signature_list().items():
         assert "star_logits" in signature["outputs"], key
+
+
+def _sentence_xml(path: Path, texts_labels: list[tuple[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    terms = {"POSITIVE": ["positive"], "NEGATIVE": ["negative"], "NEUTRAL": ["neutral"],
+             "MIXED": ["positive", "negative"]}
+    body = "".join(
+        f'<sentence id="{i}"><text>{text}</text><aspectTerms>'
+        + "".join(f'<aspectTerm term="x" polarity="{p}" from="0" to="1"/>' for p in terms[label])
+        + "</aspectTerms></sentence>" for i, (text, label) in enumerate(texts_labels))
+    path.write_text(f"<sentences>{body}</sentences>")
+
+
+def test_rating_command_end_to_end(tiny_training_run: dict, ratings_dir: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m training rating` on the tiny model: head and biases fitted, both artifacts re-exported with
+    star_logits, binary logits unmoved, model.json / card / reliability plot written, the runtime answers."""
+    import shutil
+
+    from app.model import SentimentModel
+    from training.cli import main
+
+    monkeypatch.chdir(tiny_training_run["work"].parent)  # model.json records the data paths of the run
+    model = tmp_path / "artifacts"
+    shutil.copytree(tiny_training_run["output"], model)
+    texts = ["The kettle is wonderful.", "The kettle is awful.", "The kettle is a kettle.",
+             "The kettle is wonderful, but the lid is awful."]
+    labels = ["POSITIVE", "NEGATIVE", "NEUTRAL", "MIXED"]
+    sentences = tmp_path / "sentences"
+    for name in ("semeval14_restaurants/Restaurants_Train_v2.xml", "semeval14_restaurants/Restaurants_Test_Gold.xml",
+                 "mams_atsa/val.xml"):
+        _sentence_xml(sentences / name, list(zip(texts * 3, labels * 3, strict=True)))
+    before = SentimentModel(model, "tflite").predict_logits(texts)[0]
+    code = main(["rating", "--model", str(model), "--ratings", str(ratings_dir / "ratings"),
+                 "--ratings", str(ratings_dir / "amazon_us_reviews_digital_software"), "--sentences", str(sentences),
+                 "--work-dir", str(tmp_path / "work"), "--cap-per-star", "20"])
+    assert code == 0
+    metadata = json.loads((model / "model.json").read_text())
+    assert set(metadata["four_way"]["bias"]) == {"sentence", "review"}
+    assert metadata["export"]["rating_head"]["binary_logit_difference_on_validation"] == {"savedmodel": 0.0,
+                                                                                          "tflite": 0.0}
+    assert "unseen_categories" in metadata["four_way"]["metrics_runtime"]["tflite"]
+    assert (model / "pytorch" / "rating_head.npz").is_file()
+    assert "## Stars and four-way sentiment" in (model / "MODEL_CARD.md").read_text()
+    assert (model / "four_way_reliability.png").is_file()
+    served = SentimentModel(model, "tflite")
+    assert np.array_equal(served.predict_logits(texts)[0], before)
+    assert all(p.sentiment in labels and 1 <= p.stars <= 5 for p in served.predict(texts))  # type: ignore[operator]
