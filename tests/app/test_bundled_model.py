@@ -94,3 +94,25 @@ def test_tflite_labels_agree_with_fp32_on_evaluation_texts(models: dict[str, Sen
                            for p in model.predict_proba(texts[i : i + 32])[0]]
     agreement = sum(a == b for a, b in zip(labels["tflite"], labels["savedmodel"], strict=True)) / len(texts)
     assert agreement >= 0.995
+
+
+def test_bundled_model_answers_stars_four_way_and_sentences(bundled_handler: ModuleType, lambda_context) -> None:
+    """The shipped model has a star head and four-way rules: clear reviews get clear answers, and sentences
+    come back with offsets into the text."""
+    metadata = json.loads((BUNDLED / "model.json").read_text())
+    if "four_way" not in metadata:
+        pytest.skip("the bundled model has no star head")
+    event = load_event("predict_batch")
+    event["body"] = json.dumps({"texts": CLEARLY_POSITIVE[:2] + CLEARLY_NEGATIVE[:2]})
+    status, body, _ = call(bundled_handler, event, lambda_context)
+    assert status == 200
+    results = body["results"]
+    assert [r["sentiment"] for r in results] == ["POSITIVE", "POSITIVE", "NEGATIVE", "NEGATIVE"]
+    assert all(r["stars"] >= 4.0 for r in results[:2]) and all(r["stars"] <= 2.0 for r in results[2:])
+    status, body, _ = call(bundled_handler, load_event("predict_sentences"), lambda_context)
+    text = json.loads(load_event("predict_sentences")["body"])["text"]
+    sentences = body["results"][0]["sentences"]
+    assert status == 200 and [text[s["start"]:s["end"]] for s in sentences] == [
+        "Five stars for the fast shipping.",
+        "The product itself broke after two days, but the seller refunded me quickly."]
+    assert sentences[0]["label"] == "POSITIVE"

@@ -18,7 +18,7 @@ from local.invoke import LocalContext
 POSITIVE = "Absolutely love it, works perfectly and the battery lasts for days."  # synthetic, written here
 NEGATIVE = "Terrible. It broke after one day and support never answered; a waste of money."
 # With a star-head model these two give the other four-way classes (SentimentNeutral, SentimentMixed).
-NEUTRAL = "It is okay. Nothing special, it does the job."
+NEUTRAL = "Average blender. Does what it should, nothing more."
 MIXED = "The screen is gorgeous, but the battery dies before lunch."
 
 
