@@ -286,7 +286,7 @@ def test_a_base64_flag_that_is_not_a_boolean(handler: ModuleType, lambda_context
 @pytest.mark.parametrize("door", DOORS)
 def test_a_failure_behind_a_payload_2_door_is_still_a_500(handler: ModuleType, lambda_context,
                                                           monkeypatch: pytest.MonkeyPatch, door: str) -> None:
-    def broken(texts):
+    def broken(texts, sentences=False):
         raise RuntimeError(f"arena exhausted at /opt/ml/model while reading {texts[0]!r}")
 
     monkeypatch.setattr(handler.model, "predict", broken)

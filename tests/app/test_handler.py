@@ -189,7 +189,7 @@ def test_methods_and_paths(handler: ModuleType, lambda_context, method: str, pat
 
 def test_inference_failure_is_a_contract_500_and_the_next_request_works(
         handler: ModuleType, lambda_context, monkeypatch: pytest.MonkeyPatch, logs) -> None:
-    def broken(texts):
+    def broken(texts, sentences=False):
         raise RuntimeError(f"tensor arena exhausted at /opt/ml/model/model.tflite while reading {texts[0]!r}")
 
     with monkeypatch.context() as mp:

@@ -90,7 +90,7 @@ def test_head_and_tail_reads_the_end_of_a_long_text(artifacts_copy: Path, backen
         ids = head_tail.tokenizer.encode(f"{start} {ending}").ids
         kept = [ids[0], *ids[1:21], *ids[len(ids) - 1 - (head_tail.max_length - 22):]]
         assert len(kept) == head_tail.max_length
-        np.testing.assert_allclose(logits[row], head_tail._run(*head_tail._arrays([kept]))[0], atol=1e-6)
+        np.testing.assert_allclose(logits[row], head_tail._run(*head_tail._arrays([kept]))["logits"][0], atol=1e-6)
         read.append(kept)
     assert read[0][21:] != read[1][21:]  # the two endings are read, not the same head twice
     short, _ = head_tail.predict_logits(["fine kettle"])  # a text that fits is not touched

@@ -40,7 +40,7 @@ def api(function_name: str) -> None:
     for event in (predict, _rest_event("GET", "/health", None), _rest_event("POST", "/predict", '{"text": ')):
         assert handler.lambda_handler(event, context)["statusCode"] < 500
 
-    def broken(texts: list[str]) -> list:
+    def broken(texts: list[str], sentences: bool = False) -> list:
         raise RuntimeError("inference failed")
 
     handler.model.predict = broken  # the fault path: a contract 500 and the InternalErrors metric
